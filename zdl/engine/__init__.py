@@ -1,0 +1,15 @@
+"""The numerical-gradient engine: parameter blocks, three gradient methods, local parallel execution."""
+
+from zdl.engine.blocks import PARAM_NAMES, Block, assemble, param_shapes, partition
+from zdl.engine.compute import METHODS, block_gradient, gradient
+
+__all__ = [
+    "METHODS",
+    "PARAM_NAMES",
+    "Block",
+    "assemble",
+    "block_gradient",
+    "gradient",
+    "param_shapes",
+    "partition",
+]

@@ -1,0 +1,157 @@
+"""`numerical`: the book's central differences, evaluated exactly but only where the loss changes.
+
+The loss is a mean of per-sample terms l_n = -log(y_n[t_n] + 1e-7). Perturbing one weight by +-h changes
+only some terms, and only through one path:
+
+* W1[i, j] moves hidden pre-activation a1[n, j] by x[n, i] * h, so it touches only samples whose pixel i
+  is non-zero, and only hidden unit j of them. The change of l_n depends on (n, j, x[n, i]) alone, so it
+  is computed once per distinct (sample, pixel value) pair and hidden unit, then summed per weight.
+* b1[j] is the same with a pixel of value 1 present in every sample.
+* W2[j, k] moves logit a2[n, k] by z1[n, j] * h; b2[k] moves it by h.
+
+The softmax is evaluated against the unperturbed row maximum: s' = sum_k E[n, k] exp(dz W2[j, k]) with
+E = exp(a2 - max a2). Both identities (shift invariance of the softmax, exp(a + b) = exp(a) exp(b)) are
+exact in real arithmetic, so the result differs from `numerical-reference` by rounding alone. Every
+gradient entry is computed by the same elementwise operations and summed over samples in ascending
+order whatever block it falls in, so any partition gives bit-identical gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from zdl.engine.blocks import Block
+from zdl.engine.inputs import Params
+from zdl.engine.threads import single_threaded_blas
+from zdl.functions import DELTA, sigmoid
+from zdl.gradient import H
+
+#: Rows of (sample, value) pairs processed together: keeps the (classes, rows, hidden) work arrays in cache.
+CHUNK_ELEMENTS = 1 << 17
+
+
+@dataclass(frozen=True)
+class BaseForward:
+    """Unperturbed forward pass of one batch, shared by every block of an iteration."""
+
+    a1: NDArray[np.float64]  # (N, hidden) pre-activations
+    z1: NDArray[np.float64]  # (N, hidden) sigmoid(a1)
+    e: NDArray[np.float64]  # (N, classes) exp(a2 - max a2)
+    s: NDArray[np.float64]  # (N,) row sums of e
+    e_t: NDArray[np.float64]  # (N,) e at the target class
+    labels: NDArray[np.intp]  # (N,)
+
+
+def base_forward(params: Params, x: NDArray[np.float64], labels: NDArray[np.intp]) -> BaseForward:
+    with single_threaded_blas():
+        a1 = np.dot(x, params["W1"]) + params["b1"]
+        z1 = sigmoid(a1)
+        a2 = np.dot(z1, params["W2"]) + params["b2"]
+    e = np.exp(a2 - np.max(a2, axis=1, keepdims=True))
+    return BaseForward(a1, z1, e, e.sum(axis=1), e[np.arange(len(labels)), labels], labels)
+
+
+def hidden_shift_loss_diff(
+    fwd: BaseForward, w2: NDArray[np.float64], samples: NDArray[np.intp], values: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """l_n(a1[n, j] + v h) - l_n(a1[n, j] - v h) for each (sample n, value v) row and every hidden unit j.
+
+    Returns (rows, hidden). Rows are processed in chunks; each row's arithmetic is the same in any chunk.
+    """
+    hidden, classes = w2.shape
+    out = np.empty((len(samples), hidden))
+    step = max(1, CHUNK_ELEMENTS // (hidden * classes))
+    w2_cols = np.ascontiguousarray(w2.T)  # (classes, hidden)
+    for lo in range(0, len(samples), step):
+        n = samples[lo : lo + step]
+        shift = (values[lo : lo + step] * H)[:, None]
+        a1, z1 = fwd.a1[n], fwd.z1[n]
+        loss_plus = _loss_after_hidden_change(fwd, w2_cols, n, sigmoid(a1 + shift) - z1)
+        loss_minus = _loss_after_hidden_change(fwd, w2_cols, n, sigmoid(a1 - shift) - z1)
+        out[lo : lo + step] = loss_plus - loss_minus
+    return out
+
+
+def _loss_after_hidden_change(
+    fwd: BaseForward, w2_cols: NDArray[np.float64], n: NDArray[np.intp], dz: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """-log(y_t + 1e-7) after hidden unit j of sample n moves by dz[row, j]; shape (rows, hidden)."""
+    factors = np.exp(dz[None, :, :] * w2_cols[:, None, :])  # (classes, rows, hidden)
+    e = fwd.e[n]
+    total = e[:, 0:1] * factors[0]
+    for k in range(1, w2_cols.shape[0]):
+        total += e[:, k : k + 1] * factors[k]
+    target = factors[fwd.labels[n], np.arange(len(n))]
+    return -np.log(fwd.e_t[n][:, None] * target / total + DELTA)
+
+
+def w1_gradient_rows(
+    fwd: BaseForward, w2: NDArray[np.float64], x: NDArray[np.float64], rows: range
+) -> NDArray[np.float64]:
+    """dL/dW1[i, :] for the pixel rows i in `rows`; shape (len(rows), hidden)."""
+    batch = x.shape[0]
+    grad = np.zeros((len(rows), w2.shape[0]))
+    cols = x[:, rows.start : rows.stop].T  # (rows, N): non-zeros come out row by row, samples ascending
+    row_idx, sample_idx = np.nonzero(cols)
+    if row_idx.size == 0:
+        return grad
+    values = cols[row_idx, sample_idx]
+    pairs = np.stack([sample_idx.astype(np.float64), values])
+    unique_pairs, pair_of_entry = np.unique(pairs, axis=1, return_inverse=True)
+    diffs = hidden_shift_loss_diff(fwd, w2, unique_pairs[0].astype(np.intp), unique_pairs[1])
+    present, starts = np.unique(row_idx, return_index=True)
+    sums = np.add.reduceat(diffs[pair_of_entry.reshape(-1)], starts, axis=0)
+    grad[present] = sums / batch / (2 * H)
+    return grad
+
+
+def b1_gradient(fwd: BaseForward, w2: NDArray[np.float64]) -> NDArray[np.float64]:
+    """dL/db1: every sample's hidden pre-activation moves by h, as a pixel of value 1 would move it."""
+    batch = len(fwd.labels)
+    diffs = hidden_shift_loss_diff(fwd, w2, np.arange(batch), np.ones(batch))
+    return diffs.sum(axis=0) / batch / (2 * H)
+
+
+def logit_gradient(fwd: BaseForward, inputs: NDArray[np.float64]) -> NDArray[np.float64]:
+    """dL/dW for a weight W[j, k] that moves logit k of sample n by inputs[n, j] * h; shape (inputs, classes).
+
+    W2 uses inputs = z1; b2 uses a column of ones. Only logit k changes: s' = s + E[n, k] expm1(+-u h).
+    """
+    batch, classes = fwd.e.shape
+    is_target = np.arange(classes)[None, None, :] == fwd.labels[:, None, None]  # (N, 1, classes)
+
+    def loss(sign: float) -> NDArray[np.float64]:
+        u = (sign * H) * inputs[:, :, None]  # (N, inputs, 1)
+        total = fwd.s[:, None, None] + fwd.e[:, None, :] * np.expm1(u)
+        target = fwd.e_t[:, None, None] * np.where(is_target, np.exp(u), 1.0)
+        return -np.log(target / total + DELTA)
+
+    return (loss(1.0) - loss(-1.0)).sum(axis=0) / batch / (2 * H)
+
+
+def incremental_block_gradient(
+    block: Block,
+    params: Params,
+    x: NDArray[np.float64],
+    labels: NDArray[np.intp],
+    fwd: BaseForward | None = None,
+) -> NDArray[np.float64]:
+    """The block's central differences, computed incrementally; pass `fwd` to share one forward pass."""
+    fwd = fwd if fwd is not None else base_forward(params, x, labels)
+    w2 = params["W2"]
+    if block.param == "W1":
+        hidden = w2.shape[0]
+        rows = range(block.start // hidden, (block.stop - 1) // hidden + 1)
+        full = w1_gradient_rows(fwd, w2, x, rows).reshape(-1)
+        offset = rows.start * hidden
+        return full[block.start - offset : block.stop - offset].copy()
+    if block.param == "b1":
+        full = b1_gradient(fwd, w2)
+    elif block.param == "W2":
+        full = logit_gradient(fwd, fwd.z1).reshape(-1)
+    else:
+        full = logit_gradient(fwd, np.ones((len(labels), 1))).reshape(-1)
+    return full[block.start : block.stop].copy()

@@ -1,0 +1,153 @@
+"""The book's networks: `SimpleNet` (section 4.4.2) and `TwoLayerNet` (section 4.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from zdl.functions import as_labels, cross_entropy_error, sigmoid, sigmoid_grad, softmax
+from zdl.gradient import numerical_gradient
+
+Params = dict[str, NDArray[np.float64]]
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+
+
+class SimpleNet:
+    """A 2x3 single-layer net with softmax output, the book's first gradient example."""
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self.W = np.random.default_rng(seed).standard_normal((2, 3))
+
+    def predict(self, x: ArrayLike) -> NDArray[np.float64]:
+        return np.dot(np.asarray(x, dtype=np.float64), self.W)
+
+    def loss(self, x: ArrayLike, t: ArrayLike) -> float:
+        return cross_entropy_error(softmax(self.predict(x)), t)
+
+    def numerical_gradient(self, x: ArrayLike, t: ArrayLike) -> NDArray[np.float64]:
+        """dL/dW by central differences (the book's `numerical_gradient(f, net.W)`)."""
+        return numerical_gradient(lambda _w: self.loss(x, t), self.W)
+
+
+class TwoLayerNet:
+    """input -> affine -> sigmoid -> affine -> softmax, with parameters in `params` (W1 b1 W2 b2).
+
+    Shapes: W1 (input, hidden), b1 (hidden,), W2 (hidden, output), b2 (output,). Targets `t` may be
+    one-hot (N, output) or label indices (N,).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        weight_init_std: float = 0.01,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        for name, size in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("output_size", output_size),
+        ):
+            if int(size) != size or size < 1:
+                raise ValueError(f"TwoLayerNet: {name} must be a positive integer, got {size!r}")
+        rng = np.random.default_rng(seed)
+        self.params: Params = {
+            "W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
+            "b1": np.zeros(hidden_size),
+            "W2": weight_init_std * rng.standard_normal((hidden_size, output_size)),
+            "b2": np.zeros(output_size),
+        }
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        """(input_size, hidden_size, output_size)."""
+        input_size, hidden_size = self.params["W1"].shape
+        return input_size, hidden_size, self.params["W2"].shape[1]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, ArrayLike]) -> TwoLayerNet:
+        """A net holding copies of `params` (for example an `.npz` of W1 b1 W2 b2), shapes checked."""
+        missing = [k for k in PARAM_NAMES if k not in params]
+        if missing:
+            raise ValueError(f"TwoLayerNet.from_params: missing parameters {missing}; expected {list(PARAM_NAMES)}")
+        arrays = {k: np.array(params[k], dtype=np.float64) for k in PARAM_NAMES}
+        input_size, hidden_size = arrays["W1"].shape
+        output_size = arrays["W2"].shape[1] if arrays["W2"].ndim == 2 else -1
+        expected = {"b1": (hidden_size,), "W2": (hidden_size, output_size), "b2": (output_size,)}
+        for key, shape in expected.items():
+            if arrays[key].shape != shape:
+                raise ValueError(f"TwoLayerNet.from_params: {key} has shape {arrays[key].shape}, expected {shape}")
+        net = cls(input_size, hidden_size, output_size, 0.0)
+        net.params = arrays
+        return net
+
+    def check_batch(self, x: ArrayLike) -> NDArray[np.float64]:
+        """x as a float (N, input_size) array, or a ValueError naming the expected and received shapes."""
+        x_arr = np.asarray(x, dtype=np.float64)
+        input_size = self.params["W1"].shape[0]
+        if x_arr.ndim == 1:
+            x_arr = x_arr.reshape(1, -1)
+        if x_arr.ndim != 2 or x_arr.shape[1] != input_size:
+            raise ValueError(
+                f"TwoLayerNet: expected a batch of shape (N, {input_size}) (input_size={input_size}), "
+                f"received shape {np.shape(x)}"
+            )
+        return x_arr
+
+    def labels(self, t: ArrayLike, n_samples: int) -> NDArray[np.intp]:
+        """Label indices from one-hot or index targets, checked against output_size and the batch."""
+        t_arr = np.asarray(t)
+        output_size = self.params["W2"].shape[1]
+        if t_arr.ndim == 2:
+            if t_arr.shape != (n_samples, output_size):
+                raise ValueError(
+                    f"TwoLayerNet: one-hot targets must have shape ({n_samples}, {output_size}), received {t_arr.shape}"
+                )
+            return t_arr.argmax(axis=1).astype(np.intp)
+        return as_labels(t_arr.reshape(-1) if t_arr.ndim == 0 else t_arr, output_size, n_samples)
+
+    def predict(self, x: ArrayLike) -> NDArray[np.float64]:
+        """Softmax probabilities (N, output_size)."""
+        p = self.params
+        z1 = sigmoid(np.dot(self.check_batch(x), p["W1"]) + p["b1"])
+        return softmax(np.dot(z1, p["W2"]) + p["b2"])
+
+    def loss(self, x: ArrayLike, t: ArrayLike) -> float:
+        """Mean cross-entropy of the batch."""
+        y = self.predict(x)
+        return cross_entropy_error(y, self.labels(t, y.shape[0]))
+
+    def accuracy(self, x: ArrayLike, t: ArrayLike) -> float:
+        """Fraction of samples whose most probable class is the target."""
+        y = self.predict(x)
+        return float(np.mean(np.argmax(y, axis=1) == self.labels(t, y.shape[0])))
+
+    def numerical_gradient(self, x: ArrayLike, t: ArrayLike) -> Params:
+        """The book's numerical gradient: two full loss evaluations per parameter entry (slow, the oracle)."""
+        x_arr = self.check_batch(x)
+        labels = self.labels(t, x_arr.shape[0])
+        return {key: numerical_gradient(lambda _w: self.loss(x_arr, labels), self.params[key]) for key in PARAM_NAMES}
+
+    def gradient(self, x: ArrayLike, t: ArrayLike) -> Params:
+        """Backpropagation, the book's "fast version" of the gradient (same keys as `params`)."""
+        p = self.params
+        x_arr = self.check_batch(x)
+        batch_num = x_arr.shape[0]
+        labels = self.labels(t, batch_num)
+        a1 = np.dot(x_arr, p["W1"]) + p["b1"]
+        z1 = sigmoid(a1)
+        y = softmax(np.dot(z1, p["W2"]) + p["b2"])
+        dy = y.copy()
+        dy[np.arange(batch_num), labels] -= 1
+        dy /= batch_num
+        da1 = np.dot(dy, p["W2"].T) * sigmoid_grad(a1)
+        return {
+            "W1": np.dot(x_arr.T, da1),
+            "b1": np.sum(da1, axis=0),
+            "W2": np.dot(z1.T, dy),
+            "b2": np.sum(dy, axis=0),
+        }
