@@ -30,7 +30,7 @@ from zdl.functions import DELTA, sigmoid
 from zdl.gradient import H
 
 #: Rows of (sample, value) pairs processed together: keeps the (classes, rows, hidden) work arrays in cache.
-CHUNK_ELEMENTS = 1 << 17
+CHUNK_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,13 @@ def _loss_after_hidden_change(
     fwd: BaseForward, w2_cols: NDArray[np.float64], n: NDArray[np.intp], dz: NDArray[np.float64]
 ) -> NDArray[np.float64]:
     """-log(y_t + 1e-7) after hidden unit j of sample n moves by dz[row, j]; shape (rows, hidden)."""
-    factors = np.exp(dz[None, :, :] * w2_cols[:, None, :])  # (classes, rows, hidden)
-    e = fwd.e[n]
-    total = e[:, 0:1] * factors[0]
-    for k in range(1, w2_cols.shape[0]):
-        total += e[:, k : k + 1] * factors[k]
+    factors = np.multiply(dz[None, :, :], w2_cols[:, None, :])  # (classes, rows, hidden)
+    np.exp(factors, out=factors)
     target = factors[fwd.labels[n], np.arange(len(n))]
+    np.multiply(factors, fwd.e[n].T[:, :, None], out=factors)
+    total = factors[0].copy()
+    for k in range(1, w2_cols.shape[0]):
+        total += factors[k]
     return -np.log(fwd.e_t[n][:, None] * target / total + DELTA)
 
 
@@ -99,11 +100,13 @@ def w1_gradient_rows(
     if row_idx.size == 0:
         return grad
     values = cols[row_idx, sample_idx]
-    pairs = np.stack([sample_idx.astype(np.float64), values])
-    unique_pairs, pair_of_entry = np.unique(pairs, axis=1, return_inverse=True)
-    diffs = hidden_shift_loss_diff(fwd, w2, unique_pairs[0].astype(np.intp), unique_pairs[1])
+    # Distinct (sample, value) pairs: one integer key per pair, from the value's rank among all values.
+    distinct_values, value_code = np.unique(values, return_inverse=True)
+    keys, pair_of_entry = np.unique(sample_idx * len(distinct_values) + value_code, return_inverse=True)
+    samples, codes = np.divmod(keys, len(distinct_values))
+    diffs = hidden_shift_loss_diff(fwd, w2, samples, distinct_values[codes])
     present, starts = np.unique(row_idx, return_index=True)
-    sums = np.add.reduceat(diffs[pair_of_entry.reshape(-1)], starts, axis=0)
+    sums = np.add.reduceat(diffs[pair_of_entry], starts, axis=0)
     grad[present] = sums / batch / (2 * H)
     return grad
 

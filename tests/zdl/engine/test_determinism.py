@@ -1,0 +1,62 @@
+"""The gradient is the same bits however it is split into blocks and wherever the blocks run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zdl.engine import assemble, block_gradient, gradient, partition
+from zdl.engine.parallel import ProcessPoolGradient
+from zdl.nets import TwoLayerNet
+from zdl.train import TrainConfig, Trainer
+
+
+def mnist_batch(mnist_small, size=100, seed=0):
+    (x_train, t_train), _ = mnist_small
+    mask = np.random.default_rng(seed).choice(len(x_train), size)
+    return x_train[mask], t_train[mask]
+
+
+def assert_same_bits(a: dict, b: dict) -> None:
+    for key in a:
+        assert np.array_equal(a[key], b[key]), f"{key} differs: max |diff| {np.abs(a[key] - b[key]).max()}"
+
+
+@pytest.mark.parametrize("n_blocks", [2, 7, 64])
+def test_any_number_of_blocks_gives_identical_bits(mnist_small, n_blocks):
+    x, t = mnist_batch(mnist_small)
+    params = TwoLayerNet(784, 50, 10, seed=0).params
+    assert_same_bits(gradient(params, x, t, n_blocks=1), gradient(params, x, t, n_blocks=n_blocks))
+
+
+@settings(max_examples=15, deadline=None)
+@given(max_size=st.integers(1, 2000), seed=st.integers(0, 1000))
+def test_blocks_of_any_size_computed_alone_give_identical_bits(mnist_small, max_size, seed):
+    """Each block computed by itself (its own forward pass, as a remote worker would) matches the whole."""
+    x, t = mnist_batch(mnist_small, size=20, seed=seed)
+    params = TwoLayerNet(784, 12, 10, seed=seed).params
+    shapes = {k: v.shape for k, v in params.items()}
+    pieces = [(b, block_gradient(b, params, x, t)) for b in partition(shapes, max_size=max_size)]
+    assert_same_bits(gradient(params, x, t), assemble(shapes, pieces))
+
+
+@pytest.mark.parametrize("method", ["numerical", "numerical-reference"])
+def test_process_pool_matches_in_process(mnist_small, method):
+    x, t = mnist_batch(mnist_small, size=30)
+    hidden = 50 if method == "numerical" else 3
+    params = TwoLayerNet(784, hidden, 10, seed=2).params
+    with ProcessPoolGradient((784, hidden, 10), workers=2, method=method, max_batch=30) as pool:
+        assert_same_bits(gradient(params, x, t, method), pool(params, x, t))
+
+
+def test_training_with_two_workers_gives_bit_identical_weights(mnist_small):
+    config = TrainConfig(hidden_size=20, iters=15, batch_size=50, seed=5)
+    alone = Trainer(mnist_small, config)
+    alone.run()
+    with ProcessPoolGradient((784, 20, 10), workers=2, max_batch=50) as pool:
+        pooled = Trainer(mnist_small, config, pool)
+        pooled.run()
+    assert_same_bits(alone.net.params, pooled.net.params)
+    assert alone.history.loss == pooled.history.loss

@@ -1,0 +1,153 @@
+"""The `zdl` command: `zdl train`, `zdl figures`, and commands that other packages plug in.
+
+Service commands (`zdl cluster`, `zdl submit`) live with the service and register themselves through
+the `zdl.commands` entry-point group, so this library never imports the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from zdl.datasets import DATASETS, DatasetError, dataset_shape, load_mnist
+from zdl.engine import METHODS
+from zdl.train import Progress, Trainer, TrainConfig
+
+log = logging.getLogger("zdl")
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: reported as one line, no traceback."""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("train", help="train the book's two-layer net (defaults: the book's run)")
+    p.add_argument("--hidden", type=positive_int, default=50, help="hidden units (default 50)")
+    p.add_argument("--iters", type=positive_int, default=10000, help="iterations (default 10000)")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="mini-batch size (default 100)")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    p.add_argument("--weight-init-std", type=float, default=0.01, help="initial weight scale (default 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--gradient", choices=METHODS, default="numerical", help="gradient method (default numerical)")
+    p.add_argument("--workers", type=positive_int, default=1, help="local processes for numerical gradients")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", type=Path, default=None, help="directory holding the four *-ubyte.gz files")
+    p.add_argument("--out", type=Path, default=None, help="write history.json, weights.npz and PNG curves here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = TrainConfig(
+        hidden_size=args.hidden, weight_init_std=args.weight_init_std, iters=args.iters,
+        batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed, gradient=args.gradient,
+    )
+    data = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
+    _, output_size = dataset_shape(args.dataset)
+    pool = None
+    if args.workers > 1 and config.gradient != "backprop":
+        from zdl.engine.parallel import ProcessPoolGradient
+
+        input_size = data[0][0].shape[1]
+        pool = ProcessPoolGradient((input_size, config.hidden_size, output_size), args.workers, config.gradient,
+                                   max_batch=config.batch_size)
+    try:
+        trainer = Trainer(data, config, pool, output_size=output_size)
+        history = trainer.run(progress_bar(config.iters, disable=args.no_progress))
+    finally:
+        if pool is not None:
+            pool.close()
+    history.config = {**history.config, "dataset": args.dataset, "workers": args.workers}
+    log.info("final train acc %.4f, test acc %.4f, wall time %.1f s",
+             history.train_acc[-1], history.test_acc[-1], history.wall_time)
+    sys.stdout.write(f"train acc {history.train_acc[-1]:.4f}  test acc {history.test_acc[-1]:.4f}  "
+                     f"wall time {history.wall_time:.1f} s\n")
+    if args.out is not None:
+        for path in write_run(args.out, trainer.net.params, history):
+            sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
+def write_run(out_dir: Path, params: dict, history: object) -> list[Path]:  # type: ignore[type-arg]
+    from zdl.history import History
+    from zdl.io import atomic_write_bytes, save_weights
+    from zdl.plot import write_training_plots
+
+    assert isinstance(history, History)
+    paths = [
+        atomic_write_bytes(out_dir / "history.json", history.to_json().encode()),
+        save_weights(params, out_dir / "weights.npz"),
+    ]
+    return paths + write_training_plots(history, out_dir)
+
+
+def progress_bar(total: int, disable: bool = False):  # type: ignore[no-untyped-def]
+    """A tqdm callback showing loss, iterations/s and ETA; the bar closes itself at the end."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="it", disable=disable, dynamic_ncols=True)
+
+    def update(progress: Progress) -> None:
+        bar.update(1)
+        if progress.test_acc is not None:
+            bar.set_postfix(loss=f"{progress.loss:.4f}", test_acc=f"{progress.test_acc:.4f}", refresh=False)
+        elif progress.iteration % 10 == 0:
+            bar.set_postfix(loss=f"{progress.loss:.4f}", refresh=False)
+        if progress.iteration == progress.total:
+            bar.close()
+
+    return update
+
+
+def add_figures_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("figures", help="write the chapter's figures as PNG files")
+    p.add_argument("out", type=Path, help="output directory")
+    p.set_defaults(func=run_figures)
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    from zdl.plot import write_figures
+
+    for path in write_figures(args.out):
+        sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zdl", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(subparsers)
+    add_figures_parser(subparsers)
+    for entry in entry_points(group="zdl.commands"):
+        entry.load()(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ValueError, DatasetError, FileNotFoundError, PermissionError) as exc:
+        sys.stderr.write(f"zdl: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("zdl: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
