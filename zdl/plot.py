@@ -124,10 +124,13 @@ def accuracy_curves_compare(histories: Mapping[str, HistoryLike]) -> bytes:
         _check_accuracy(name, h)
         epochs = np.arange(len(h.train_acc))
         prefix = f"{name} " if name else ""
-        color = f"C{i % 10}"
-        ax.plot(epochs, _finite(h.train_acc, "train_acc"), color=color, marker="o", label=f"{prefix}train acc")
-        ax.plot(epochs, _finite(h.test_acc, "test_acc"), color=color, marker="s", linestyle="--",
-                label=f"{prefix}test acc")
+        # One run: the book's two colours. Several: one colour per run, solid train and dashed test.
+        train_color, test_color = ("C0", "C1") if len(runs) == 1 else (f"C{i % 10}", f"C{i % 10}")
+        markers = {"markevery": max(1, len(epochs) // 20), "markersize": 4}
+        ax.plot(epochs, _finite(h.train_acc, "train_acc"), color=train_color, marker="o", label=f"{prefix}train acc",
+                **markers)
+        ax.plot(epochs, _finite(h.test_acc, "test_acc"), color=test_color, marker="s", linestyle="--",
+                label=f"{prefix}test acc", **markers)
     ax.set_xlabel("epochs")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy")

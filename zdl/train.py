@@ -84,13 +84,14 @@ def in_process_gradient(method: str) -> GradientFn:
 class Trainer:
     """One training run; call `step()` until `done`, or `run()`."""
 
-    def __init__(self, data: Data, config: TrainConfig, gradient_fn: GradientFn | None = None) -> None:
+    def __init__(
+        self, data: Data, config: TrainConfig, gradient_fn: GradientFn | None = None, *, output_size: int = 10
+    ) -> None:
         (self.x_train, self.t_train), (self.x_test, self.t_test) = data
         self.config = config
         train_size, input_size = self.x_train.shape[0], int(np.prod(self.x_train.shape[1:]))
-        output_size = (
-            self.t_train.shape[1] if self.t_train.ndim == 2 else int(max(self.t_train.max(), self.t_test.max())) + 1
-        )
+        if self.t_train.ndim == 2:  # one-hot targets say how many classes there are
+            output_size = self.t_train.shape[1]
         self.x_train = self.x_train.reshape(train_size, input_size)
         self.x_test = self.x_test.reshape(self.x_test.shape[0], -1)
         self.net = TwoLayerNet(input_size, config.hidden_size, output_size, config.weight_init_std, seed=config.seed)
