@@ -1,6 +1,8 @@
 """`numerical-reference`: the book's procedure, one full loss evaluation per perturbed entry.
 
-Kept for teaching and as the oracle that the fast method is tested against.
+Kept for teaching and as the oracle that the fast method is tested against. The loss is the book's
+`TwoLayerNet.loss` (predict, softmax, cross-entropy with +1e-7), without re-validating the inputs on
+each of the ~80,000 calls per iteration.
 """
 
 from __future__ import annotations
@@ -11,24 +13,31 @@ from numpy.typing import NDArray
 from zdl.engine.blocks import Block
 from zdl.engine.inputs import Params
 from zdl.engine.threads import single_threaded_blas
+from zdl.functions import DELTA, sigmoid, softmax
 from zdl.gradient import H
-from zdl.nets import TwoLayerNet
+
+
+def book_loss(params: Params, x: NDArray[np.float64], labels: NDArray[np.intp]) -> float:
+    """The book's TwoLayerNet.loss for validated inputs."""
+    z1 = sigmoid(np.dot(x, params["W1"]) + params["b1"])
+    y = softmax(np.dot(z1, params["W2"]) + params["b2"])
+    return float(-np.sum(np.log(y[np.arange(len(labels)), labels] + DELTA)) / len(labels))
 
 
 def reference_block_gradient(
     block: Block, params: Params, x: NDArray[np.float64], labels: NDArray[np.intp]
 ) -> NDArray[np.float64]:
     """Central differences (L(w+h) - L(w-h)) / 2h for the block's entries, each from two full forward passes."""
-    net = TwoLayerNet.from_params(params)  # private copies: the caller's arrays are never touched
-    flat = net.params[block.param].reshape(-1)
+    own = {key: value.copy() for key, value in params.items()}  # the caller's arrays are never touched
+    flat = own[block.param].reshape(-1)
     grad = np.empty(block.size)
     with single_threaded_blas():
         for k, idx in enumerate(range(block.start, block.stop)):
             original = flat[idx]
             flat[idx] = original + H
-            loss_plus = net.loss(x, labels)
+            loss_plus = book_loss(own, x, labels)
             flat[idx] = original - H
-            loss_minus = net.loss(x, labels)
+            loss_minus = book_loss(own, x, labels)
             flat[idx] = original
             grad[k] = (loss_plus - loss_minus) / (2 * H)
     return grad
