@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -44,10 +45,16 @@ def save_weights(params: Mapping[str, NDArray[np.float64]], path: str | os.PathL
 
 def load_weights(source: str | os.PathLike[str] | bytes) -> TwoLayerNet:
     """A `TwoLayerNet` from an `.npz` of W1 b1 W2 b2 (a path or the bytes); ValueError if it is not one."""
+    name = "the data" if isinstance(source, bytes) else str(source)
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        with np.load(handle, allow_pickle=False) as archive:
+        loaded = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"load_weights: {name} is not a readable .npz: {exc}") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"load_weights: {name} is a single array, not an .npz with W1 b1 W2 b2")
+    try:
+        with loaded as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"load_weights: {source if not isinstance(source, bytes) else 'data'} is not a readable .npz: {exc}") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"load_weights: {name} is not a readable .npz: {exc}") from exc
     return TwoLayerNet.from_params(arrays)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from zdl.functions import as_labels, cross_entropy_error, sigmoid, sigmoid_grad, softmax
+from zdl.functions import DELTA, as_labels, cross_entropy_error, sigmoid, sigmoid_grad, softmax
 from zdl.gradient import numerical_gradient
 
 Params = dict[str, NDArray[np.float64]]
@@ -75,8 +75,11 @@ class TwoLayerNet:
         if missing:
             raise ValueError(f"TwoLayerNet.from_params: missing parameters {missing}; expected {list(PARAM_NAMES)}")
         arrays = {k: np.array(params[k], dtype=np.float64) for k in PARAM_NAMES}
+        for key in ("W1", "W2"):
+            if arrays[key].ndim != 2:
+                raise ValueError(f"TwoLayerNet.from_params: {key} must be 2-D, got shape {arrays[key].shape}")
         input_size, hidden_size = arrays["W1"].shape
-        output_size = arrays["W2"].shape[1] if arrays["W2"].ndim == 2 else -1
+        output_size = arrays["W2"].shape[1]
         expected = {"b1": (hidden_size,), "W2": (hidden_size, output_size), "b2": (output_size,)}
         for key, shape in expected.items():
             if arrays[key].shape != shape:
@@ -141,9 +144,12 @@ class TwoLayerNet:
         a1 = np.dot(x_arr, p["W1"]) + p["b1"]
         z1 = sigmoid(a1)
         y = softmax(np.dot(z1, p["W2"]) + p["b2"])
+        # d/da2 of -log(y_t + 1e-7): (y - onehot(t)) * y_t / (y_t + 1e-7). The book drops the last factor
+        # (about 1e-6 relative); keeping it makes this the exact gradient of `loss`, as the gradient check expects.
+        y_t = y[np.arange(batch_num), labels]
         dy = y.copy()
         dy[np.arange(batch_num), labels] -= 1
-        dy /= batch_num
+        dy *= (y_t / (y_t + DELTA) / batch_num)[:, None]
         da1 = np.dot(dy, p["W2"].T) * sigmoid_grad(a1)
         return {
             "W1": np.dot(x_arr.T, da1),

@@ -1,7 +1,7 @@
 """The numerical-gradient engine: parameter blocks, three gradient methods, local parallel execution."""
 
-from zdl.engine.blocks import PARAM_NAMES, Block, assemble, param_shapes, partition
-from zdl.engine.compute import METHODS, block_gradient, gradient
+from zdl.engine.blocks import PARAM_NAMES, Block, assemble, block_groups, param_shapes, partition
+from zdl.engine.compute import METHODS, block_gradient, blocks_gradient, gradient
 
 __all__ = [
     "METHODS",
@@ -9,6 +9,8 @@ __all__ = [
     "Block",
     "assemble",
     "block_gradient",
+    "block_groups",
+    "blocks_gradient",
     "gradient",
     "param_shapes",
     "partition",

@@ -110,13 +110,35 @@ def assemble(shapes: Shapes, pieces: Sequence[tuple[Block, NDArray[np.float64]]]
 
 
 def block_groups(shapes: Shapes, n_groups: int) -> list[list[Block]]:
-    """`partition(n_blocks=n_groups)` grouped into n_groups lists of about equal entry counts, one per worker."""
+    """All parameters split into n_groups lists of blocks of about equal work, one list per worker.
+
+    Group k gets hidden units [c_k, c_k+1) of W1 (that column of every pixel row: one block per row), of b1
+    and of W2. The (sample, pixel value) pairs that make the W1 work are then shared inside each group
+    rather than recomputed in every group, as horizontal bands of W1 would need. b2 goes to the last group.
+    With more groups than hidden units, the groups are `partition(n_blocks=n_groups)` instead.
+    """
+    if int(n_groups) != n_groups or n_groups < 1:
+        raise ValueError(f"block_groups: n_groups must be a positive integer, got {n_groups!r}")
+    input_size, hidden = shapes["W1"]
+    output = shapes["b2"][0]
+    if n_groups > hidden:
+        return _partition_groups(shapes, n_groups)
+    cuts = [round(k * hidden / n_groups) for k in range(n_groups + 1)]
+    groups = [
+        [Block("W1", i * hidden + lo, i * hidden + hi) for i in range(input_size)]
+        + [Block("b1", lo, hi), Block("W2", lo * output, hi * output)]
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
+    groups[-1].append(Block("b2", 0, output))
+    return groups
+
+
+def _partition_groups(shapes: Shapes, n_groups: int) -> list[list[Block]]:
+    """`partition(n_blocks=n_groups)` grouped by the near-equal range each block starts in."""
     sizes = [math.prod(shapes[name]) for name in PARAM_NAMES]
     offsets = dict(zip(PARAM_NAMES, np.cumsum([0, *sizes]).tolist(), strict=False))
-    total = sum(sizes)
-    cuts = [round(k * total / n_groups) for k in range(n_groups)]  # the same cuts as partition()
+    cuts = [round(k * sum(sizes) / n_groups) for k in range(n_groups)]  # the same cuts as partition()
     groups: list[list[Block]] = [[] for _ in range(n_groups)]
     for block in partition(shapes, n_blocks=n_groups):
-        start = offsets[block.param] + block.start
-        groups[bisect.bisect_right(cuts, start) - 1].append(block)
+        groups[bisect.bisect_right(cuts, offsets[block.param] + block.start) - 1].append(block)
     return groups

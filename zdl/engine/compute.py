@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from zdl.engine.blocks import Block, assemble, param_shapes, partition
-from zdl.engine.incremental import base_forward, incremental_block_gradient
+from zdl.engine.incremental import base_forward, incremental_block_gradient, incremental_blocks_gradient
 from zdl.engine.inputs import Params, check_batch, check_params
 from zdl.engine.reference import reference_block_gradient
 from zdl.engine.threads import single_threaded_blas
@@ -24,30 +25,44 @@ def check_method(method: str) -> str:
     return method
 
 
+def blocks_gradient(
+    blocks: Sequence[Block | Mapping[str, Any]],
+    params: Mapping[str, ArrayLike],
+    x: ArrayLike,
+    t: ArrayLike,
+    method: str = "numerical",
+) -> list[NDArray[np.float64]]:
+    """Gradient entries of each block, a pure function of its arguments (what a worker computes).
+
+    params: W1 (I, H), b1 (H,), W2 (H, O), b2 (O,), float. x: (N, I). t: labels (N,) or one-hot (N, O).
+    Returns one float64 array of shape (block.size,) per block. Blocks computed together share work
+    (one forward pass, shared (sample, value) pairs) but give the same bits as blocks computed alone.
+    """
+    checked_blocks = [b if isinstance(b, Block) else Block.from_dict(b) for b in blocks]
+    method = check_method(method)
+    checked = check_params(params)
+    shapes = param_shapes(checked)
+    for block in checked_blocks:
+        block.check(shapes)
+    x_arr, labels = check_batch(checked, x, t)
+    if method == "numerical":
+        return incremental_blocks_gradient(checked_blocks, checked, x_arr, labels)
+    if method == "numerical-reference":
+        return [reference_block_gradient(b, checked, x_arr, labels) for b in checked_blocks]
+    with single_threaded_blas():
+        full = TwoLayerNet.from_params(checked).gradient(x_arr, labels)
+    return [full[b.param].reshape(-1)[b.start : b.stop].copy() for b in checked_blocks]
+
+
 def block_gradient(
-    block: Block | Mapping[str, object],
+    block: Block | Mapping[str, Any],
     params: Mapping[str, ArrayLike],
     x: ArrayLike,
     t: ArrayLike,
     method: str = "numerical",
 ) -> NDArray[np.float64]:
-    """Gradient entries `block.start:block.stop` of `block.param`, a pure function of its arguments.
-
-    params: W1 (I, H), b1 (H,), W2 (H, O), b2 (O,), float. x: (N, I). t: labels (N,) or one-hot (N, O).
-    Returns float64 of shape (block.size,).
-    """
-    block = block if isinstance(block, Block) else Block.from_dict(block)
-    method = check_method(method)
-    checked = check_params(params)
-    block.check(param_shapes(checked))
-    x_arr, labels = check_batch(checked, x, t)
-    if method == "numerical":
-        return incremental_block_gradient(block, checked, x_arr, labels)
-    if method == "numerical-reference":
-        return reference_block_gradient(block, checked, x_arr, labels)
-    with single_threaded_blas():
-        full = TwoLayerNet.from_params(checked).gradient(x_arr, labels)[block.param]
-    return full.reshape(-1)[block.start : block.stop].copy()
+    """Gradient entries `block.start:block.stop` of `block.param` (see `blocks_gradient`)."""
+    return blocks_gradient([block], params, x, t, method)[0]
 
 
 def gradient(
@@ -72,5 +87,7 @@ def gradient(
     blocks = partition(shapes, n_blocks=n_blocks)
     if method == "numerical":
         fwd = base_forward(checked, x_arr, labels)
-        return assemble(shapes, [(b, incremental_block_gradient(b, checked, x_arr, labels, fwd)) for b in blocks])
-    return assemble(shapes, [(b, reference_block_gradient(b, checked, x_arr, labels)) for b in blocks])
+        values = [incremental_block_gradient(b, checked, x_arr, labels, fwd) for b in blocks]
+    else:
+        values = [reference_block_gradient(b, checked, x_arr, labels) for b in blocks]
+    return assemble(shapes, list(zip(blocks, values, strict=True)))

@@ -18,6 +18,7 @@ order whatever block it falls in, so any partition gives bit-identical gradients
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,20 +56,25 @@ def base_forward(params: Params, x: NDArray[np.float64], labels: NDArray[np.intp
 
 
 def hidden_shift_loss_diff(
-    fwd: BaseForward, w2: NDArray[np.float64], samples: NDArray[np.intp], values: NDArray[np.float64]
+    fwd: BaseForward,
+    w2: NDArray[np.float64],
+    samples: NDArray[np.intp],
+    values: NDArray[np.float64],
+    units: slice = slice(None),
 ) -> NDArray[np.float64]:
-    """l_n(a1[n, j] + v h) - l_n(a1[n, j] - v h) for each (sample n, value v) row and every hidden unit j.
+    """l_n(a1[n, j] + v h) - l_n(a1[n, j] - v h) for each (sample n, value v) row and hidden unit j in `units`.
 
-    Returns (rows, hidden). Rows are processed in chunks; each row's arithmetic is the same in any chunk.
+    Returns (rows, units). Rows are processed in chunks; each (row, unit)'s arithmetic is elementwise, the
+    same in any chunk and for any range of units.
     """
-    hidden, classes = w2.shape
+    w2_cols = np.ascontiguousarray(w2[units].T)  # (classes, units)
+    classes, hidden = w2_cols.shape
     out = np.empty((len(samples), hidden))
-    step = max(1, CHUNK_ELEMENTS // (hidden * classes))
-    w2_cols = np.ascontiguousarray(w2.T)  # (classes, hidden)
+    step = max(1, CHUNK_ELEMENTS // max(1, hidden * classes))
     for lo in range(0, len(samples), step):
         n = samples[lo : lo + step]
         shift = (values[lo : lo + step] * H)[:, None]
-        a1, z1 = fwd.a1[n], fwd.z1[n]
+        a1, z1 = fwd.a1[n, units], fwd.z1[n, units]
         loss_plus = _loss_after_hidden_change(fwd, w2_cols, n, sigmoid(a1 + shift) - z1)
         loss_minus = _loss_after_hidden_change(fwd, w2_cols, n, sigmoid(a1 - shift) - z1)
         out[lo : lo + step] = loss_plus - loss_minus
@@ -90,21 +96,21 @@ def _loss_after_hidden_change(
 
 
 def w1_gradient_rows(
-    fwd: BaseForward, w2: NDArray[np.float64], x: NDArray[np.float64], rows: range
+    fwd: BaseForward, w2: NDArray[np.float64], x: NDArray[np.float64], rows: NDArray[np.intp], units: slice
 ) -> NDArray[np.float64]:
-    """dL/dW1[i, :] for the pixel rows i in `rows`; shape (len(rows), hidden)."""
+    """dL/dW1[i, units] for the pixel rows i in `rows` (ascending); shape (len(rows), len(units))."""
     batch = x.shape[0]
-    grad = np.zeros((len(rows), w2.shape[0]))
-    cols = x[:, rows.start : rows.stop].T  # (rows, N): non-zeros come out row by row, samples ascending
-    row_idx, sample_idx = np.nonzero(cols)
+    grad = np.zeros((len(rows), len(range(w2.shape[0])[units])))
+    pixels = x[:, rows].T  # (rows, N): non-zeros come out row by row, samples ascending
+    row_idx, sample_idx = np.nonzero(pixels)
     if row_idx.size == 0:
         return grad
-    values = cols[row_idx, sample_idx]
+    values = pixels[row_idx, sample_idx]
     # Distinct (sample, value) pairs: one integer key per pair, from the value's rank among all values.
     distinct_values, value_code = np.unique(values, return_inverse=True)
     keys, pair_of_entry = np.unique(sample_idx * len(distinct_values) + value_code, return_inverse=True)
     samples, codes = np.divmod(keys, len(distinct_values))
-    diffs = hidden_shift_loss_diff(fwd, w2, samples, distinct_values[codes])
+    diffs = hidden_shift_loss_diff(fwd, w2, samples, distinct_values[codes], units)
     present, starts = np.unique(row_idx, return_index=True)
     sums = np.add.reduceat(diffs[pair_of_entry], starts, axis=0)
     grad[present] = sums / batch / (2 * H)
@@ -135,6 +141,67 @@ def logit_gradient(fwd: BaseForward, inputs: NDArray[np.float64]) -> NDArray[np.
     return (loss(1.0) - loss(-1.0)).sum(axis=0) / batch / (2 * H)
 
 
+def w1_blocks_gradient(
+    fwd: BaseForward, w2: NDArray[np.float64], x: NDArray[np.float64], blocks: Sequence[Block]
+) -> list[NDArray[np.float64]]:
+    """Several W1 blocks at once: each block is cut into (row, unit range) pieces, and the pieces with the
+    same unit range are computed together, sharing their (sample, value) pairs."""
+    if not blocks:
+        return []
+    hidden = w2.shape[0]
+    starts = np.array([b.start for b in blocks], dtype=np.intp)
+    stops = np.array([b.stop for b in blocks], dtype=np.intp)
+    first_row, last_row = starts // hidden, (stops - 1) // hidden
+    counts = last_row - first_row + 1
+    piece_block = np.repeat(np.arange(len(blocks)), counts)
+    row = first_row[piece_block] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    lo = np.maximum(starts[piece_block] - row * hidden, 0)
+    hi = np.minimum(stops[piece_block] - row * hidden, hidden)
+    block_offset = np.cumsum(stops - starts) - (stops - starts)
+    destination = block_offset[piece_block] + row * hidden + lo - starts[piece_block]
+    flat = np.empty(int((stops - starts).sum()))
+    unit_ranges, piece_range = np.unique(lo * (hidden + 1) + hi, return_inverse=True)
+    for r, key in enumerate(unit_ranges):
+        unit_lo, unit_hi = divmod(int(key), hidden + 1)
+        mine = piece_range == r
+        rows, row_position = np.unique(row[mine], return_inverse=True)
+        grad = w1_gradient_rows(fwd, w2, x, rows, slice(unit_lo, unit_hi))
+        flat[destination[mine][:, None] + np.arange(unit_hi - unit_lo)] = grad[row_position]
+    return [flat[a:b] for a, b in zip(block_offset.tolist(), (block_offset + stops - starts).tolist(), strict=True)]
+
+
+def incremental_blocks_gradient(
+    blocks: Sequence[Block],
+    params: Params,
+    x: NDArray[np.float64],
+    labels: NDArray[np.intp],
+    fwd: BaseForward | None = None,
+) -> list[NDArray[np.float64]]:
+    """The blocks' central differences, computed incrementally; pass `fwd` to share one forward pass."""
+    fwd = fwd if fwd is not None else base_forward(params, x, labels)
+    w2 = params["W2"]
+    w1_at = [k for k, b in enumerate(blocks) if b.param == "W1"]
+    results: dict[int, NDArray[np.float64]] = dict(
+        zip(w1_at, w1_blocks_gradient(fwd, w2, x, [blocks[k] for k in w1_at]), strict=True)
+    )
+    whole: dict[str, NDArray[np.float64]] = {}
+    for k, block in enumerate(blocks):
+        if block.param == "W1":
+            continue
+        if block.param not in whole:
+            whole[block.param] = _whole_small_param(block.param, fwd, w2)
+        results[k] = whole[block.param][block.start : block.stop].copy()
+    return [results[k] for k in range(len(blocks))]
+
+
+def _whole_small_param(name: str, fwd: BaseForward, w2: NDArray[np.float64]) -> NDArray[np.float64]:
+    if name == "b1":
+        return b1_gradient(fwd, w2)
+    if name == "W2":
+        return logit_gradient(fwd, fwd.z1).reshape(-1)
+    return logit_gradient(fwd, np.ones((len(fwd.labels), 1))).reshape(-1)
+
+
 def incremental_block_gradient(
     block: Block,
     params: Params,
@@ -142,19 +209,5 @@ def incremental_block_gradient(
     labels: NDArray[np.intp],
     fwd: BaseForward | None = None,
 ) -> NDArray[np.float64]:
-    """The block's central differences, computed incrementally; pass `fwd` to share one forward pass."""
-    fwd = fwd if fwd is not None else base_forward(params, x, labels)
-    w2 = params["W2"]
-    if block.param == "W1":
-        hidden = w2.shape[0]
-        rows = range(block.start // hidden, (block.stop - 1) // hidden + 1)
-        full = w1_gradient_rows(fwd, w2, x, rows).reshape(-1)
-        offset = rows.start * hidden
-        return full[block.start - offset : block.stop - offset].copy()
-    if block.param == "b1":
-        full = b1_gradient(fwd, w2)
-    elif block.param == "W2":
-        full = logit_gradient(fwd, fwd.z1).reshape(-1)
-    else:
-        full = logit_gradient(fwd, np.ones((len(labels), 1))).reshape(-1)
-    return full[block.start : block.stop].copy()
+    """One block's central differences (see `incremental_blocks_gradient`)."""
+    return incremental_blocks_gradient([block], params, x, labels, fwd)[0]

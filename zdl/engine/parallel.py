@@ -21,10 +21,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from zdl.engine.blocks import PARAM_NAMES, Block, block_groups
-from zdl.engine.compute import check_method
-from zdl.engine.incremental import base_forward, incremental_block_gradient
+from zdl.engine.compute import blocks_gradient, check_method
 from zdl.engine.inputs import Params, check_batch, check_params
-from zdl.engine.reference import reference_block_gradient
 
 #: Each worker is single-threaded: N processes on N cores, no BLAS oversubscription.
 _SINGLE_THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -63,12 +61,14 @@ def worker_main(shm_name: str, sizes: tuple[int, int, int], max_batch: int) -> N
     # Python < 3.13 would unlink the parent's segment when this process exits; the parent owns it.
     resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     arrays = SharedArrays(shm, sizes, max_batch)
+    blocks: list[Block] = []
     try:
         for line in sys.stdin:
             request = json.loads(line)
             began = time.perf_counter()
             try:
-                blocks = [Block.from_dict(b) for b in request["blocks"]]
+                if "blocks" in request:  # sent once; later requests reuse them
+                    blocks = [Block.from_dict(b) for b in request["blocks"]]
                 _compute(arrays, request["method"], int(request["n"]), blocks)
                 reply: dict[str, object] = {"ok": time.perf_counter() - began}
             except Exception as exc:  # reported to the parent, which raises it with context
@@ -81,14 +81,9 @@ def worker_main(shm_name: str, sizes: tuple[int, int, int], max_batch: int) -> N
 
 
 def _compute(arrays: SharedArrays, method: str, n: int, blocks: list[Block]) -> None:
-    x, labels = arrays.x[:n], arrays.labels[:n]
-    fwd = base_forward(arrays.params, x, labels) if method == "numerical" else None
-    for block in blocks:
-        if method == "numerical":
-            values = incremental_block_gradient(block, arrays.params, x, labels, fwd)
-        else:
-            values = reference_block_gradient(block, arrays.params, x, labels)
-        arrays.grad[block.param].reshape(-1)[block.start : block.stop] = values
+    values = blocks_gradient(blocks, arrays.params, arrays.x[:n], arrays.labels[:n], method)
+    for block, block_values in zip(blocks, values, strict=True):
+        arrays.grad[block.param].reshape(-1)[block.start : block.stop] = block_values
 
 
 class ProcessPoolGradient:
@@ -108,6 +103,7 @@ class ProcessPoolGradient:
         self.arrays = SharedArrays(self.shm, sizes, max_batch)
         self.groups = [[b.to_dict() for b in group] for group in block_groups(self.arrays.shapes, workers)]
         self.block_seconds = [0.0] * workers
+        self._sent_blocks = False
         env = {**os.environ, **_SINGLE_THREAD_ENV}
         args = [sys.executable, "-m", "zdl.engine.parallel", self.shm.name, json.dumps([*sizes, max_batch])]
         self.procs = [
@@ -131,8 +127,12 @@ class ProcessPoolGradient:
         self.arrays.labels[:n] = labels
         for proc, group in zip(self.procs, self.groups, strict=True):
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps({"method": self.method, "n": n, "blocks": group}) + "\n")
+            request: dict[str, object] = {"method": self.method, "n": n}
+            if not self._sent_blocks:
+                request["blocks"] = group
+            proc.stdin.write(json.dumps(request) + "\n")
             proc.stdin.flush()
+        self._sent_blocks = True
         errors = []
         for k, proc in enumerate(self.procs):
             assert proc.stdout is not None

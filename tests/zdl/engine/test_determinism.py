@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zdl.engine import assemble, block_gradient, gradient, partition
+from zdl.engine import assemble, block_gradient, block_groups, blocks_gradient, gradient, partition
 from zdl.engine.parallel import ProcessPoolGradient
 from zdl.nets import TwoLayerNet
 from zdl.train import TrainConfig, Trainer
@@ -39,6 +39,17 @@ def test_blocks_of_any_size_computed_alone_give_identical_bits(mnist_small, max_
     params = TwoLayerNet(784, 12, 10, seed=seed).params
     shapes = {k: v.shape for k, v in params.items()}
     pieces = [(b, block_gradient(b, params, x, t)) for b in partition(shapes, max_size=max_size)]
+    assert_same_bits(gradient(params, x, t), assemble(shapes, pieces))
+
+
+@pytest.mark.parametrize("n_groups", [1, 2, 3, 7, 50])
+def test_block_groups_computed_together_give_identical_bits(mnist_small, n_groups):
+    """A worker computes its group in one call (shared pairs, column ranges); the bits do not change."""
+    x, t = mnist_batch(mnist_small, size=40, seed=n_groups)
+    params = TwoLayerNet(784, 50, 10, seed=n_groups).params
+    shapes = {k: v.shape for k, v in params.items()}
+    pieces = [piece for group in block_groups(shapes, n_groups)
+              for piece in zip(group, blocks_gradient(group, params, x, t), strict=True)]
     assert_same_bits(gradient(params, x, t), assemble(shapes, pieces))
 
 
