@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from zdl.datasets import DATASETS, DatasetError, dataset_shape, load_mnist
 from zdl.engine import METHODS
-from zdl.train import Progress, Trainer, TrainConfig
+from zdl.history import History
+from zdl.nets import Params
+from zdl.train import Progress, TrainConfig, Trainer
 
 log = logging.getLogger("zdl")
 
@@ -31,7 +33,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_train_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train the book's two-layer net (defaults: the book's run)")
     p.add_argument("--hidden", type=positive_int, default=50, help="hidden units (default 50)")
     p.add_argument("--iters", type=positive_int, default=10000, help="iterations (default 10000)")
@@ -50,8 +52,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
 
 def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
-        hidden_size=args.hidden, weight_init_std=args.weight_init_std, iters=args.iters,
-        batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed, gradient=args.gradient,
+        hidden_size=args.hidden,
+        weight_init_std=args.weight_init_std,
+        iters=args.iters,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        gradient=args.gradient,
     )
     data = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
     _, output_size = dataset_shape(args.dataset)
@@ -60,8 +67,9 @@ def run_train(args: argparse.Namespace) -> int:
         from zdl.engine.parallel import ProcessPoolGradient
 
         input_size = data[0][0].shape[1]
-        pool = ProcessPoolGradient((input_size, config.hidden_size, output_size), args.workers, config.gradient,
-                                   max_batch=config.batch_size)
+        pool = ProcessPoolGradient(
+            (input_size, config.hidden_size, output_size), args.workers, config.gradient, max_batch=config.batch_size
+        )
     try:
         trainer = Trainer(data, config, pool, output_size=output_size)
         history = trainer.run(progress_bar(config.iters, disable=args.no_progress))
@@ -69,22 +77,27 @@ def run_train(args: argparse.Namespace) -> int:
         if pool is not None:
             pool.close()
     history.config = {**history.config, "dataset": args.dataset, "workers": args.workers}
-    log.info("final train acc %.4f, test acc %.4f, wall time %.1f s",
-             history.train_acc[-1], history.test_acc[-1], history.wall_time)
-    sys.stdout.write(f"train acc {history.train_acc[-1]:.4f}  test acc {history.test_acc[-1]:.4f}  "
-                     f"wall time {history.wall_time:.1f} s\n")
+    log.info(
+        "final train acc %.4f, test acc %.4f, wall time %.1f s",
+        history.train_acc[-1],
+        history.test_acc[-1],
+        history.wall_time,
+    )
+    sys.stdout.write(
+        f"train acc {history.train_acc[-1]:.4f}  test acc {history.test_acc[-1]:.4f}  "
+        f"wall time {history.wall_time:.1f} s\n"
+    )
     if args.out is not None:
         for path in write_run(args.out, trainer.net.params, history):
             sys.stdout.write(f"wrote {path}\n")
     return 0
 
 
-def write_run(out_dir: Path, params: dict, history: object) -> list[Path]:  # type: ignore[type-arg]
-    from zdl.history import History
+def write_run(out_dir: Path, params: Params, history: History) -> list[Path]:
+    """history.json, weights.npz, loss.png and accuracy.png in out_dir, each written atomically."""
     from zdl.io import atomic_write_bytes, save_weights
     from zdl.plot import write_training_plots
 
-    assert isinstance(history, History)
     paths = [
         atomic_write_bytes(out_dir / "history.json", history.to_json().encode()),
         save_weights(params, out_dir / "weights.npz"),
@@ -92,7 +105,7 @@ def write_run(out_dir: Path, params: dict, history: object) -> list[Path]:  # ty
     return paths + write_training_plots(history, out_dir)
 
 
-def progress_bar(total: int, disable: bool = False):  # type: ignore[no-untyped-def]
+def progress_bar(total: int, disable: bool = False) -> Callable[[Progress], None]:
     """A tqdm callback showing loss, iterations/s and ETA; the bar closes itself at the end."""
     from tqdm import tqdm
 
@@ -110,7 +123,7 @@ def progress_bar(total: int, disable: bool = False):  # type: ignore[no-untyped-
     return update
 
 
-def add_figures_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_figures_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("figures", help="write the chapter's figures as PNG files")
     p.add_argument("out", type=Path, help="output directory")
     p.set_defaults(func=run_figures)
@@ -138,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except (UserError, ValueError, DatasetError, FileNotFoundError, PermissionError) as exc:

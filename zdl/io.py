@@ -8,6 +8,7 @@ import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,7 +36,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def weights_bytes(params: Mapping[str, NDArray[np.float64]]) -> bytes:
     """An `.npz` archive with keys W1 b1 W2 b2, as bytes (for files and HTTP responses)."""
     buffer = io.BytesIO()
-    np.savez(buffer, **{key: np.asarray(params[key]) for key in PARAM_NAMES})
+    arrays: dict[str, Any] = {key: np.asarray(params[key]) for key in PARAM_NAMES}
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 

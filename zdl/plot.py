@@ -126,11 +126,11 @@ def accuracy_curves_compare(histories: Mapping[str, HistoryLike]) -> bytes:
         prefix = f"{name} " if name else ""
         # One run: the book's two colours. Several: one colour per run, solid train and dashed test.
         train_color, test_color = ("C0", "C1") if len(runs) == 1 else (f"C{i % 10}", f"C{i % 10}")
-        markers = {"markevery": max(1, len(epochs) // 20), "markersize": 4}
+        every = max(1, len(epochs) // 20)
         ax.plot(epochs, _finite(h.train_acc, "train_acc"), color=train_color, marker="o", label=f"{prefix}train acc",
-                **markers)
+                markevery=every, markersize=4)
         ax.plot(epochs, _finite(h.test_acc, "test_acc"), color=test_color, marker="s", linestyle="--",
-                label=f"{prefix}test acc", **markers)
+                label=f"{prefix}test acc", markevery=every, markersize=4)
     ax.set_xlabel("epochs")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy")
