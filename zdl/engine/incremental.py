@@ -31,7 +31,7 @@ from zdl.functions import DELTA, sigmoid
 from zdl.gradient import H
 
 #: Rows of (sample, value) pairs processed together: keeps the (classes, rows, hidden) work arrays in cache.
-CHUNK_ELEMENTS = 1 << 18
+CHUNK_ELEMENTS = 1 << 17
 
 
 @dataclass(frozen=True)
