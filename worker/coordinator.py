@@ -1,0 +1,176 @@
+"""The fan-out gradient function: the same `gradient_fn` the local trainer uses, computed by block workers.
+
+Each call is one training step. The coordinator writes the parameters and the batch to Redis under
+per-step keys, sends one block task per group (`zdl.engine.block_groups`), and BLPOPs on the step's
+completion list: a notice, carrying the group's values, arrives the moment a group is done, so no time
+is lost to result polling (GroupResult.get() sleeps in 0.5 s steps) or to fetching results. Every
+entry is computed by `zdl.engine.blocks_gradient`, whose bits do not depend on how blocks are grouped,
+so the weights are bit-identical to a local run.
+
+Blocks that are not back in time are re-sent: at once if the worker that claimed them has stopped
+heartbeating, after `block_timeout_s` if nobody has claimed them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import redis
+from numpy.typing import NDArray
+
+from worker.blocks import BlockRequest, all_groups, decode_notice
+from worker.heartbeat import alive_workers, recently_lost_workers
+from worker.keys import StepKeys
+from worker.settings import Settings
+from worker.transfer import put_array
+from zdl.engine import assemble
+from zdl.engine.blocks import Shapes
+from zdl.nets import PARAM_NAMES
+
+log = logging.getLogger(__name__)
+
+SendBlocks = Callable[[list[BlockRequest]], None]
+
+
+class JobCancelled(Exception):
+    """The job's cancel flag was seen; the coordinator stops at the next safe point."""
+
+
+class BlockFailed(RuntimeError):
+    """A block task reported a deterministic error; retrying would fail again."""
+
+
+class FanoutGradient:
+    """`(params, x, t) -> {W1, b1, W2, b2}` computed by block tasks; one call per training step.
+
+    send: puts block requests on the blocks queue (a Celery send in production).
+    cancel_flag: (hash key, field) that reads b"1" once the job is to stop; read with every step's
+        writes (no extra round trip) and while waiting for blocks; raises JobCancelled.
+    After each call, `last_wall_s` is the call's wall time and `last_block_max_s` the slowest block's
+    compute time as its worker measured it; their difference is the fan-out overhead.
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings, job_id: str, shapes: Shapes, method: str,
+                 n_groups: int, send: SendBlocks, cancel_flag: tuple[str, str] | None = None) -> None:
+        self.client, self.settings, self.job_id, self.method = client, settings, job_id, method
+        self.shapes = dict(shapes)
+        self.n_groups = n_groups
+        self.send, self.cancel_flag = send, cancel_flag
+        self.step = 0
+        self.run = 1  # the job's run (attempt): a resumed job's step keys never collide with its earlier run's
+        self.last_wall_s = self.last_block_max_s = 0.0
+        self._stale: list[str] = []  # the previous step's keys, deleted with the next step's writes
+        self.n_tasks, self._sizes, self._gather = gather_layout(self.shapes, n_groups)
+
+    @property
+    def last_overhead_s(self) -> float:
+        return max(self.last_wall_s - self.last_block_max_s, 0.0)
+
+    def __call__(self, params: Mapping[str, NDArray[Any]], x: NDArray[Any], t: NDArray[Any]) -> dict[str, NDArray[Any]]:
+        began = time.perf_counter()
+        keys = StepKeys.of(self.settings, self.job_id, self.step, self.run)
+        requests = self._publish(keys, params, x, t)
+        self.send(requests)
+        results = self._wait(keys, requests)
+        for group, (_, values) in results.items():
+            if values.shape != (self._sizes[group],):
+                raise BlockFailed(f"step {self.step}: group {group} sent {values.shape[0]} values, "
+                                  f"expected {self._sizes[group]}")
+        values = np.concatenate([results[group][1] for group in range(self.n_tasks)])
+        grads = {name: values[index] for name, index in self._gather.items()}
+        self.step += 1
+        self.last_block_max_s = max(seconds for seconds, _ in results.values())
+        self.last_wall_s = time.perf_counter() - began
+        return grads
+
+    def close(self) -> None:
+        """Delete the last step's keys (earlier steps' go with the next step's writes)."""
+        if self._stale:
+            self.client.delete(*self._stale)
+            self._stale = []
+
+    def _publish(self, keys: StepKeys, params: Mapping[str, NDArray[Any]], x: NDArray[Any],
+                 t: NDArray[Any]) -> list[BlockRequest]:
+        """Write the step's arrays, drop the previous step's keys and read the cancel flag (one round
+        trip); describe the step for the block tasks."""
+        ttl = self.settings.step_key_ttl_s
+        with self.client.pipeline(transaction=False) as pipe:
+            refs = {name: put_array(pipe, keys.array(name), params[name], ttl) for name in PARAM_NAMES}
+            x_ref, t_ref = put_array(pipe, keys.array("x"), x, ttl), put_array(pipe, keys.array("t"), t, ttl)
+            if self._stale:
+                pipe.delete(*self._stale)
+            if self.cancel_flag is not None:
+                pipe.hget(*self.cancel_flag)
+            replies = pipe.execute()
+        self._stale = [*(ref.key for ref in refs.values()), x_ref.key, t_ref.key, keys.done, keys.claims]
+        if self.cancel_flag is not None and replies[-1] == b"1":
+            raise JobCancelled(self.job_id)
+        return [BlockRequest(self.job_id, self.step, k, self.n_groups, self.method, refs, x_ref, t_ref, keys.prefix)
+                for k in range(self.n_tasks)]
+
+    def _wait(self, keys: StepKeys, requests: list[BlockRequest]) -> dict[int, tuple[float, NDArray[np.float64]]]:
+        """Block on the completion list until every group is back: {group: (compute seconds, values)}."""
+        pending = {r.group: time.monotonic() for r in requests}  # group -> when it was (re)sent
+        results: dict[int, tuple[float, NDArray[np.float64]]] = {}
+        while pending:
+            item = self.client.blpop([keys.done], timeout=self.settings.block_poll_s)
+            if item is None:
+                if self.cancel_flag is not None and self.client.hget(*self.cancel_flag) == b"1":
+                    raise JobCancelled(self.job_id)
+                self._resend_lost(keys, requests, pending)
+                continue
+            notice, values = decode_notice(item[1])
+            if "error" in notice:
+                raise BlockFailed(notice["error"])
+            group = int(notice["group"])
+            if pending.pop(group, None) is not None:  # a re-sent group's second notice is ignored
+                results[group] = (float(notice["seconds"]), values)
+        return results
+
+    def _resend_lost(self, keys: StepKeys, requests: list[BlockRequest], pending: dict[int, float]) -> None:
+        """Re-send the groups whose worker died, and unclaimed ones that may have died with a worker.
+
+        A worker killed after taking a message but before claiming it leaves the group unclaimed; so when a
+        block worker has recently died, unclaimed groups older than a heartbeat TTL are re-sent too (a
+        duplicate is harmless: the first notice wins and the values are the same).
+        """
+        claims = {int(g): w.decode() for g, w in self.client.hgetall(keys.claims).items()}
+        alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
+        now = time.monotonic()
+        patience = self.settings.block_timeout_s
+        if any(now - sent > self.settings.heartbeat_ttl_s for g, sent in pending.items() if g not in claims) and \
+                recently_lost_workers(self.client, self.settings, self.settings.blocks_queue):
+            patience = self.settings.heartbeat_ttl_s
+        lost = [g for g, sent in pending.items()
+                if (g in claims and claims[g] not in alive) or (g not in claims and now - sent > patience)]
+        if not lost:
+            return
+        log.warning("job %s step %d: re-sending block groups %s (claimed by %s; alive: %s)",
+                    self.job_id, self.step, lost, {g: claims.get(g) for g in lost}, sorted(alive))
+        if any(g in claims for g in lost):
+            self.client.hdel(keys.claims, *(str(g) for g in lost if g in claims))
+        for g in lost:
+            pending[g] = now
+        self.send([r for r in requests if r.group in lost])
+
+
+def gather_layout(shapes: Shapes, n_groups: int) -> tuple[int, list[int], dict[str, NDArray[np.intp]]]:
+    """The number of block tasks per step; per task, how many values its notice carries; per parameter,
+    where its entries are in the notices laid end to end.
+
+    Built once per job with `zdl.engine.assemble`, which also checks that the groups cover every entry
+    exactly once; each step is then one gather per parameter instead of ~1,600 block slices.
+    """
+    groups = all_groups(tuple((name, tuple(shape)) for name, shape in shapes.items()), n_groups)
+    pieces, sizes, position = [], [], 0
+    for blocks in groups:
+        sizes.append(sum(b.size for b in blocks))
+        for block in blocks:
+            pieces.append((block, np.arange(position, position + block.size, dtype=np.float64)))
+            position += block.size
+    layout = assemble(shapes, pieces)
+    return len(groups), sizes, {name: layout[name].astype(np.intp) for name in PARAM_NAMES}

@@ -1,0 +1,69 @@
+"""Faults done for real to a LocalCluster's processes, for the fault tests and bench/chaos.py.
+
+Each function does one fault and returns when it is done; `LocalCluster.replace_dead()` brings the
+cluster back to strength afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import redis
+
+from worker import processes
+from worker.cluster import LocalCluster
+from worker.keys import JobKeys
+from worker.processes import Managed
+
+
+def sigkill_group(proc: Managed) -> None:
+    """SIGKILL the process and everything in its group (a Celery worker and its pool), and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.popen.wait()
+
+
+def kill_block_worker(cluster: LocalCluster) -> str:
+    """SIGKILL the first block worker (it may be computing a block right now); returns its name."""
+    victim = cluster.blocks[0]
+    sigkill_group(victim)
+    return victim.name
+
+
+def coordinator_pid(cluster: LocalCluster, job_id: str) -> int:
+    """The pid of the process coordinating the job, from its lease token (host:pid:nonce)."""
+    client = redis.Redis.from_url(cluster.settings.redis_url)
+    token = client.get(JobKeys.of(cluster.settings, job_id).lease)
+    if token is None:
+        raise LookupError(f"job {job_id} has no coordinator right now")
+    return int(token.decode().split(":")[1])
+
+
+def kill_coordinator(cluster: LocalCluster, job_id: str, whole_worker: bool) -> str:
+    """SIGKILL the pool process running the job's coordinator, or its whole Celery worker; returns what died."""
+    pid = coordinator_pid(cluster, job_id)
+    if not whole_worker:
+        os.kill(pid, signal.SIGKILL)
+        return f"pool process {pid}"
+    group = os.getpgid(pid)
+    worker = next(p for p in (cluster.coordinator, *cluster.extra_coordinators) if p is not None and p.pid == group)
+    sigkill_group(worker)
+    return worker.name
+
+
+def redis_outage(cluster: LocalCluster, seconds: float) -> float:
+    """Stop Redis (SIGTERM: it flushes its append-only file), wait `seconds`, start it again on the same port
+    and files; returns how long it was unreachable."""
+    assert cluster.redis is not None and cluster.redis_port is not None, "the cluster does not run its own Redis"
+    began = time.monotonic()
+    processes.stop([cluster.redis])
+    time.sleep(seconds)
+    cluster.redis = processes.start_redis(cluster.redis_port, cluster.state_dir / "redis", cluster.log_dir,
+                                          persist=cluster.persist)
+    port = cluster.redis_port
+    processes.wait_until(lambda: processes.port_open(port), 30, "redis-server", [cluster.redis])
+    return time.monotonic() - began

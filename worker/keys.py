@@ -1,0 +1,100 @@
+"""Every Redis key and channel the service uses, in one place, so the layout can be read at a glance.
+
+    <p>:job:<id>                 hash    the job record (status, spec JSON, progress, timings, error)
+    <p>:job:<id>:loss            list    per-iteration loss, appended as the job trains
+    <p>:job:<id>:epochs          list    per-epoch {"iteration", "train_acc", "test_acc"} JSON
+    <p>:job:<id>:history         string  the final zdl History JSON
+    <p>:job:<id>:weights         string  the final weights, .npz bytes
+    <p>:job:<id>:events          channel pub/sub progress and status events (for SSE)
+    <p>:job:<id>:checkpoint      hash    step, params (raw bytes), history and RNG state every K steps
+    <p>:job:<id>:lease           string  the run token of the process coordinating the job (expiring)
+    <p>:job:<id>:resume          string  set for a moment when a worker re-enqueues an orphaned job
+    <p>:jobs / <p>:jobs:<status> zset    job ids by creation time, all and per status (metrics, recovery)
+    <p>:owner:<h>:jobs[:<status>] zset   the same, per owner (h: SHA-256 of the API key, hex)
+    <p>:idem:<h>:<key>           string  an owner's Idempotency-Key -> job id
+    <p>:workers:<queue>          zset    worker hostname -> last heartbeat (unix time)
+    <p>:step:<job>:<r>.<n>:<array> string one step's params W1 b1 W2 b2, batch x, t (raw bytes, expiring);
+                                         r is the job's run (attempt), so a resumed run never reads old notices
+    <p>:step:<job>:<r>.<n>:done  list    block completion notices (JSON line + raw float64 values) BLPOPed
+                                         by the coordinator
+    <p>:step:<job>:<r>.<n>:claims hash   block group -> worker hostname computing it
+    <p>:stats:*                  metrics shared by all processes (counters, histograms)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.settings import Settings
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """Keys of one job."""
+
+    record: str
+    loss: str
+    epochs: str
+    history: str
+    weights: str
+    events: str
+    checkpoint: str
+    lease: str
+    resume: str
+
+    @classmethod
+    def of(cls, settings: Settings, job_id: str) -> JobKeys:
+        base = settings.key("job", job_id)
+        return cls(base, f"{base}:loss", f"{base}:epochs", f"{base}:history", f"{base}:weights", f"{base}:events",
+                   f"{base}:checkpoint", f"{base}:lease", f"{base}:resume")
+
+    def data_keys(self) -> list[str]:
+        """Everything stored for the job (the events channel is not a key)."""
+        return [self.record, self.loss, self.epochs, self.history, self.weights, self.checkpoint]
+
+
+@dataclass(frozen=True)
+class StepKeys:
+    """Keys of one training step of one job: arrays in, completion notices out, claims."""
+
+    prefix: str
+
+    @classmethod
+    def of(cls, settings: Settings, job_id: str, step: int, run: int = 1) -> StepKeys:
+        return cls(settings.key("step", job_id, f"{run}.{step}"))
+
+    def array(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+    @property
+    def done(self) -> str:
+        return f"{self.prefix}:done"
+
+    @property
+    def claims(self) -> str:
+        return f"{self.prefix}:claims"
+
+
+def jobs_index(settings: Settings, status: str | None = None) -> str:
+    return settings.key("jobs") if status is None else settings.key("jobs", status)
+
+
+def owner_index(settings: Settings, owner: str, status: str | None = None) -> str:
+    """One owner's jobs (all, or of one status); `owner` is the hex SHA-256 of the owner's API key."""
+    return settings.key("owner", owner, "jobs") if status is None else settings.key("owner", owner, "jobs", status)
+
+
+def idempotency(settings: Settings, owner: str, key: str) -> str:
+    return settings.key("idem", owner, key)
+
+
+def workers(settings: Settings, queue: str) -> str:
+    return settings.key("workers", queue)
+
+
+def stat(settings: Settings, name: str) -> str:
+    return settings.key("stats", name)

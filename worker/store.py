@@ -1,0 +1,261 @@
+"""Job records, history and weights in Redis: the API reads them, the coordinator writes them.
+
+Every change of status is one MULTI transaction (record, per-status index, event), so a reader never
+sees a job in two states, and a status only moves along the allowed edges:
+queued -> running -> succeeded | failed | cancelled, and queued -> cancelled | failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from worker import keys
+from worker.keys import ACTIVE, FINISHED, STATUSES, JobKeys
+from worker.settings import Settings
+
+_FLOATS = frozenset({
+    "created_at", "started_at", "finished_at", "loss", "train_acc", "test_acc", "iterations_per_s", "eta_s",
+    "elapsed_s", "gradient_s", "fanout_overhead_ms",
+})
+_INTS = frozenset({"iteration", "total", "blocks", "cancel_requested", "runs", "resumed_from"})
+_JSON = frozenset({"spec"})
+
+Record = dict[str, Any]
+
+
+class TooManyJobs(Exception):
+    """The owner already has `limit` jobs queued or running."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this API key already has {limit} jobs queued or running, the limit "
+                         f"(ZDL_MAX_ACTIVE_JOBS_PER_KEY={limit}); wait for one to finish or cancel one")
+        self.limit = limit
+
+
+def decode_record(raw: Mapping[bytes, bytes]) -> Record:
+    """A job record from its Redis hash (bytes to typed values)."""
+    record: Record = {}
+    for key_bytes, value_bytes in raw.items():
+        key, value = key_bytes.decode(), value_bytes.decode()
+        if key in _FLOATS:
+            record[key] = float(value)
+        elif key in _INTS:
+            record[key] = int(value)
+        elif key in _JSON:
+            record[key] = json.loads(value)
+        else:
+            record[key] = value
+    return record
+
+
+def _encode(fields: Mapping[str, Any]) -> dict[str, str]:
+    """Hash values as text; floats with repr so they read back exactly; None fields are skipped."""
+    out = {}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        out[key] = json.dumps(value) if key in _JSON else repr(value) if isinstance(value, float) else str(value)
+    return out
+
+
+class JobStore:
+    """All reads and writes of job state; one instance per process (it holds no state of its own)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def keys(self, job_id: str) -> JobKeys:
+        return JobKeys.of(self.settings, job_id)
+
+    # --- creating and reading -------------------------------------------------------------------
+
+    def create(self, spec: Mapping[str, Any], owner: str, idempotency_key: str | None = None) -> tuple[str, bool]:
+        """A new queued job of `owner`, or the job an earlier request of theirs with the same Idempotency-Key made.
+
+        Returns (job id, created). The key check, the per-owner limit on active jobs and the creation are
+        one WATCH/MULTI transaction, so concurrent requests can neither both create a job for one key nor
+        together exceed the limit. Raises TooManyJobs at the limit.
+        """
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        record = _encode({"id": job_id, "status": "queued", "spec": dict(spec), "created_at": now, "owner": owner,
+                          "iteration": 0, "total": spec["training"]["iters"], "idempotency_key": idempotency_key})
+        idem = keys.idempotency(self.settings, owner, idempotency_key) if idempotency_key else None
+        active = [keys.owner_index(self.settings, owner, s) for s in ACTIVE]
+        limit = self.settings.max_active_jobs_per_key
+
+        def create_once(pipe: redis.client.Pipeline) -> tuple[str, bool]:
+            if idem is not None and (existing := pipe.get(idem)) is not None:
+                return existing.decode(), False
+            if sum(pipe.zcard(index) for index in active) >= limit:
+                raise TooManyJobs(limit)
+            pipe.multi()
+            pipe.hset(self.keys(job_id).record, mapping=record)
+            for index in (keys.jobs_index(self.settings), keys.jobs_index(self.settings, "queued"),
+                          keys.owner_index(self.settings, owner), keys.owner_index(self.settings, owner, "queued")):
+                pipe.zadd(index, {job_id: now})
+            if idem is not None:
+                pipe.set(idem, job_id, ex=self.settings.idempotency_ttl_s)
+            return job_id, True
+
+        watched = [*active, *([idem] if idem is not None else [])]
+        return self.client.transaction(create_once, *watched, value_from_callable=True)
+
+    def get(self, job_id: str) -> Record | None:
+        raw = self.client.hgetall(self.keys(job_id).record)
+        return decode_record(raw) if raw else None
+
+    def list(self, owner: str, status: str | None = None, offset: int = 0,
+             limit: int = 20) -> tuple[int, list[Record]]:
+        """The owner's jobs newest first, optionally of one status: (total matching, the page)."""
+        index = keys.owner_index(self.settings, owner, status)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(index)
+            pipe.zrevrange(index, offset, offset + limit - 1)
+            total, ids = pipe.execute()
+        with self.client.pipeline(transaction=False) as pipe:
+            for raw_id in ids:
+                pipe.hgetall(self.keys(raw_id.decode()).record)
+            raws = pipe.execute()
+        return int(total), [decode_record(raw) for raw in raws if raw]
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs in each status."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for status in STATUSES:
+                pipe.zcard(keys.jobs_index(self.settings, status))
+            return dict(zip(STATUSES, map(int, pipe.execute()), strict=True))
+
+    def history(self, job_id: str) -> dict[str, Any] | None:
+        """The zdl History as a dict: the final one once stored, else what has been recorded so far."""
+        k = self.keys(job_id)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(k.history)
+            pipe.lrange(k.loss, 0, -1)
+            pipe.lrange(k.epochs, 0, -1)
+            pipe.hmget(k.record, "spec", "elapsed_s", "gradient_s")
+            final, losses, epochs, (spec, elapsed, grad_time) = pipe.execute()
+        if final is not None:
+            return dict(json.loads(final))
+        if spec is None:
+            return None
+        points = [json.loads(e) for e in epochs]
+        return {
+            "loss": [float(v) for v in losses],
+            "epoch_iters": [p["iteration"] for p in points],
+            "train_acc": [p["train_acc"] for p in points],
+            "test_acc": [p["test_acc"] for p in points],
+            "wall_time": float(elapsed or 0.0),
+            "gradient_time": float(grad_time or 0.0),
+            "config": {},
+        }
+
+    def weights(self, job_id: str) -> bytes | None:
+        return self.client.get(self.keys(job_id).weights)
+
+    # --- status changes ---------------------------------------------------------------------------
+
+    def transition(self, job_id: str, to: str, allowed: Iterable[str], **fields: Any) -> bool:
+        """Move the job to status `to` if it is now in one of `allowed`; False (and no change) otherwise."""
+        k = self.keys(job_id)
+        allowed = tuple(allowed)
+        event = {"type": "status", "status": to, **({"error": fields["error"]} if fields.get("error") else {})}
+
+        def move(pipe: redis.client.Pipeline) -> bool:
+            current, created, owner = pipe.hmget(k.record, "status", "created_at", "owner")
+            if current is None or current.decode() not in allowed:
+                return False
+            pipe.multi()
+            pipe.hset(k.record, mapping=_encode({"status": to, **fields}))
+            for index in self._status_indexes(owner):
+                pipe.zrem(index(current.decode()), job_id)
+                pipe.zadd(index(to), {job_id: float(created)})  # lists stay in creation order
+            pipe.publish(k.events, json.dumps(event))
+            if to in FINISHED and self.settings.job_ttl_s:
+                for key in k.data_keys():
+                    pipe.expire(key, self.settings.job_ttl_s)
+            return True
+
+        return self.client.transaction(move, k.record, value_from_callable=True)
+
+    def request_cancel(self, job_id: str) -> Record | None:
+        """Cancel a queued job at once; flag a running one for its coordinator; leave finished ones."""
+        if self.transition(job_id, "cancelled", ["queued"], finished_at=time.time()):
+            return self.get(job_id)
+        k = self.keys(job_id)
+
+        def flag(pipe: redis.client.Pipeline) -> None:
+            if pipe.hget(k.record, "status") == b"running":  # never re-creates a deleted record
+                pipe.multi()
+                pipe.hset(k.record, "cancel_requested", 1)
+
+        self.client.transaction(flag, k.record)
+        return self.get(job_id)
+
+    def finish(self, job_id: str, status: str, *, weights: bytes | None = None,
+               history: Mapping[str, Any] | None = None, **fields: Any) -> bool:
+        """Store the results, then move running -> `status` (results first: a reader seeing
+        `succeeded` can always fetch them)."""
+        k = self.keys(job_id)
+        with self.client.pipeline() as pipe:
+            if weights is not None:
+                pipe.set(k.weights, weights)
+            if history is not None:
+                pipe.set(k.history, json.dumps(history))
+            pipe.execute()
+        return self.transition(job_id, status, ["running"], finished_at=time.time(), **fields)
+
+    def fail(self, job_id: str, error: str) -> bool:
+        """End a queued or running job as failed with a readable reason."""
+        return self.transition(job_id, "failed", ["queued", "running"], finished_at=time.time(), error=error)
+
+    def delete(self, job_id: str) -> str:
+        """Remove a finished job and all its data: "deleted", "missing" or "busy" (not finished)."""
+        k = self.keys(job_id)
+
+        def remove(pipe: redis.client.Pipeline) -> str:
+            status, idem, owner = pipe.hmget(k.record, "status", "idempotency_key", "owner")
+            if status is None:
+                return "missing"
+            if status.decode() not in FINISHED:
+                return "busy"
+            pipe.multi()
+            pipe.delete(*k.data_keys())
+            for index in self._status_indexes(owner):
+                for name in (None, *STATUSES):
+                    pipe.zrem(index(name), job_id)
+            if idem is not None and owner is not None:
+                pipe.delete(keys.idempotency(self.settings, owner.decode(), idem.decode()))
+            return "deleted"
+
+        return self.client.transaction(remove, k.record, value_from_callable=True)
+
+    def _status_indexes(self, owner: bytes | None) -> list[Callable[[str | None], str]]:
+        """The index families a job is in: everyone's, and its owner's."""
+        families: list[Callable[[str | None], str]] = [lambda status: keys.jobs_index(self.settings, status)]
+        if owner is not None:
+            families.append(lambda status: keys.owner_index(self.settings, owner.decode(), status))
+        return families
+
+    # --- progress while running -------------------------------------------------------------------
+
+    def record_progress(self, pipe: redis.client.Pipeline, job_id: str, losses: Sequence[float],
+                        epochs: Sequence[Mapping[str, Any]], fields: Mapping[str, Any],
+                        event: Mapping[str, Any] | None) -> None:
+        """Queue a batch of iterations' bookkeeping on `pipe`; its last reply is the cancel flag."""
+        k = self.keys(job_id)
+        if losses:
+            pipe.rpush(k.loss, *map(repr, losses))
+        if epochs:
+            pipe.rpush(k.epochs, *(json.dumps(dict(e)) for e in epochs))
+        pipe.hset(k.record, mapping=_encode(fields))
+        if event is not None:
+            pipe.publish(k.events, json.dumps({"type": "progress", **event}))
+        pipe.hget(k.record, "cancel_requested")
