@@ -7,6 +7,7 @@ the `zdl.commands` entry-point group, so this library never imports the service.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from zdl.datasets import DATASETS, DatasetError, dataset_shape, load_mnist
 from zdl.engine import METHODS
+from zdl.engine.threads import single_threaded_blas
 from zdl.history import History
 from zdl.nets import Params
 from zdl.train import Progress, TrainConfig, Trainer
@@ -72,7 +74,9 @@ def run_train(args: argparse.Namespace) -> int:
         )
     try:
         trainer = Trainer(data, config, pool, output_size=output_size)
-        history = trainer.run(progress_bar(config.iters, disable=args.no_progress))
+        # With worker processes on every core, idle BLAS threads here would only steal their time.
+        with single_threaded_blas() if pool is not None else contextlib.nullcontext():
+            history = trainer.run(progress_bar(config.iters, disable=args.no_progress))
     finally:
         if pool is not None:
             pool.close()
