@@ -18,9 +18,7 @@ from typing import Any
 
 import httpx
 
-from zdl.cli import UserError, positive_int
-from zdl.datasets import DATASETS
-from zdl.engine import METHODS
+from zdl.cli import UserError, add_training_arguments
 
 FINISHED = ("succeeded", "failed", "cancelled")
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -33,17 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                                 f"or {DEFAULT_URL})")
     p.add_argument("--api-key", default=None, help="API key (default $ZDL_API_KEY, else the key `zdl cluster up` "
                                                    "saved in its state dir)")
-    p.add_argument("--hidden", type=positive_int, default=50, help="hidden units (default 50)")
-    p.add_argument("--iters", type=positive_int, default=10000, help="iterations (default 10000)")
-    p.add_argument("--batch-size", type=positive_int, default=100, help="mini-batch size (default 100)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
-    p.add_argument("--weight-init-std", type=float, default=0.01, help="initial weight scale (default 0.01)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--gradient", choices=METHODS, default="numerical", help="gradient method (default numerical)")
+    add_training_arguments(p)
     p.add_argument("--blocks", default="auto", help="block groups per step (default auto: one per worker)")
-    p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--out", type=Path, required=True, help="write history.json, weights.npz and PNG curves here")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_submit)
 
 

@@ -14,6 +14,7 @@ accuracies and memory at iteration 1,000 and at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
@@ -27,6 +28,7 @@ import numpy as np
 from zdl.datasets import load_mnist
 from zdl.engine import gradient
 from zdl.engine.parallel import ProcessPoolGradient
+from zdl.engine.threads import single_threaded_blas
 from zdl.nets import TwoLayerNet
 from zdl.train import Progress, TrainConfig, Trainer
 
@@ -128,7 +130,9 @@ def bench_train(args: argparse.Namespace) -> None:
     pool = ProcessPoolGradient((784, 50, 10), args.workers) if args.workers > 1 else None
     began = time.perf_counter()
     try:
-        history = Trainer(data, config, pool).run(record)
+        # As `zdl train --workers N` does: idle BLAS threads here would steal the workers' cores.
+        with single_threaded_blas() if pool is not None else contextlib.nullcontext():
+            history = Trainer(data, config, pool).run(record)
     finally:
         if pool is not None:
             pool.close()

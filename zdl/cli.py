@@ -35,8 +35,8 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train the book's two-layer net (defaults: the book's run)")
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The run's flags with the book's defaults, shared by `zdl train` and `zdl submit`."""
     p.add_argument("--hidden", type=positive_int, default=50, help="hidden units (default 50)")
     p.add_argument("--iters", type=positive_int, default=10000, help="iterations (default 10000)")
     p.add_argument("--batch-size", type=positive_int, default=100, help="mini-batch size (default 100)")
@@ -44,11 +44,16 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-init-std", type=float, default=0.01, help="initial weight scale (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--gradient", choices=METHODS, default="numerical", help="gradient method (default numerical)")
-    p.add_argument("--workers", type=positive_int, default=1, help="local processes for numerical gradients")
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train the book's two-layer net (defaults: the book's run)")
+    add_training_arguments(p)
+    p.add_argument("--workers", type=positive_int, default=1, help="local processes for numerical gradients")
     p.add_argument("--data-dir", type=Path, default=None, help="directory holding the four *-ubyte.gz files")
     p.add_argument("--out", type=Path, default=None, help="write history.json, weights.npz and PNG curves here")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
 
