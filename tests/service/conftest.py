@@ -165,6 +165,22 @@ def wait_for(api: httpx.Client, cluster: LocalCluster) -> Callable[..., dict[str
     return wait
 
 
+
+@pytest.fixture
+def job_without_data(data_dir: Path, submit: Callable[..., dict[str, Any]],
+                     wait_for: Callable[..., dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """`job_without_data()`: a default job run to its end while the MNIST files are moved away."""
+
+    def run() -> dict[str, Any]:
+        files = data_dir / "mnist"
+        files.rename(data_dir / "mnist.away")
+        try:
+            return wait_for(submit()["id"])
+        finally:
+            (data_dir / "mnist.away").rename(files)
+
+    return run
+
 @pytest.fixture(scope="session")
 def local_data(data_dir: Path, service_env: dict[str, str]) -> Any:
     """The service's data set as `load_mnist` gives it to a local run (parse cache kept in the tmp dir)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import struct
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -75,13 +74,8 @@ def test_a_running_job_draws_its_curves_so_far_but_has_no_weights(api, submit, w
     assert api.get(f"/v1/jobs/{job['id']}/plots/weights.png").json()["detail"].startswith("Job is cancelled")
 
 
-def test_a_job_that_failed_before_training_has_no_pictures(api, data_dir: Path, submit, wait_for) -> None:
-    files = data_dir / "mnist"
-    files.rename(data_dir / "mnist.away")
-    try:
-        job = wait_for(submit()["id"])
-    finally:
-        (data_dir / "mnist.away").rename(files)
+def test_a_job_that_failed_before_training_has_no_pictures(api, job_without_data) -> None:
+    job = job_without_data()
     assert job["status"] == "failed"
     expected = {"loss.png": "Job is failed and has recorded no loss yet",
                 "accuracy.png": "Job is failed and has not evaluated its accuracy yet",

@@ -74,13 +74,8 @@ def test_history_matches_the_local_run(submit, wait_for, api, local_data) -> Non
     assert job["timings"]["fanout_overhead_ms"] > 0 and job["timings"]["finished_at"] is not None
 
 
-def test_missing_dataset_fails_with_a_readable_error(data_dir, submit, wait_for) -> None:
-    files = data_dir / "mnist"
-    files.rename(data_dir / "mnist.away")
-    try:
-        job = wait_for(submit()["id"])
-    finally:
-        (data_dir / "mnist.away").rename(files)
+def test_missing_dataset_fails_with_a_readable_error(job_without_data) -> None:
+    job = job_without_data()
     assert job["status"] == "failed"
     assert "mnist" in job["error"] and "Traceback" not in job["error"]
     assert job["progress"]["iteration"] == 0
