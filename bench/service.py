@@ -31,7 +31,7 @@ import numpy as np
 import redis
 from pydantic import SecretStr
 
-from worker.celery_app import COMPUTE_BLOCKS, create_app
+from worker.celery_app import SERVE_BLOCKS, create_app
 from worker.cluster import LocalCluster
 from worker.coordinator import FanoutGradient
 from worker.settings import Settings
@@ -88,11 +88,11 @@ def fanout_overhead(cluster: LocalCluster, data: Any, steps: int) -> None:
     client = redis.Redis.from_url(cluster.settings.redis_url)
     net = TwoLayerNet(784, 50, 10, 0.01, seed=0)
 
-    def send(requests: list[Any]) -> None:
+    def send(starts: list[Any]) -> None:
         with app.producer_or_acquire() as producer:
-            for r in requests:
-                app.send_task(COMPUTE_BLOCKS, args=[r.to_dict()], queue=cluster.settings.blocks_queue,
-                              producer=producer, argsrepr=f"bench step {r.step} group {r.group}")
+            for start in starts:
+                app.send_task(SERVE_BLOCKS, args=[start.to_dict()], queue=cluster.settings.blocks_queue,
+                              producer=producer)
 
     fanout = FanoutGradient(client, cluster.settings, "bench-overhead", param_shapes(net.params), "numerical", 2, send)
     rng = np.random.default_rng(0)

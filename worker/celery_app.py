@@ -5,7 +5,7 @@ blocks from ever deadlocking a pool: the processes it waits on never wait on it.
 
 Start workers with:
     celery -A worker.celery_app worker -Q zdl.coordinator -c 1 --pool prefork   # runs jobs
-    celery -A worker.celery_app worker -Q zdl.blocks -c 1 --pool solo           # computes blocks
+    celery -A worker.celery_app worker -Q zdl.blocks -c 1 --pool solo           # runs block loops
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from worker.heartbeat import Heartbeat
 from worker.settings import Settings, get_settings
 
 RUN_JOB = "zdl.run_job"
-COMPUTE_BLOCKS = "zdl.compute_blocks"
+SERVE_BLOCKS = "zdl.serve_blocks"
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_routes={RUN_JOB: {"queue": settings.coordinator_queue}, COMPUTE_BLOCKS: {"queue": settings.blocks_queue}},
+        task_routes={RUN_JOB: {"queue": settings.coordinator_queue}, SERVE_BLOCKS: {"queue": settings.blocks_queue}},
         task_default_queue=settings.coordinator_queue,
         # Unacknowledged messages are redelivered after this; a job's coordinator task runs for its whole
         # job, so it must exceed any job. Lost work is found sooner without it: lost blocks are re-sent by

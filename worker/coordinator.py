@@ -1,20 +1,24 @@
-"""The fan-out gradient function: the same `gradient_fn` the local trainer uses, computed by block workers.
+"""The fan-out gradient: the same `gradient_fn` the local trainer uses, computed by block workers.
 
 Each call is one training step. The coordinator writes the parameters and the batch to Redis under
-per-step keys, sends one block task per group (`zdl.engine.block_groups`), and BLPOPs on the step's
-completion list: a notice, carrying the group's values, arrives the moment a group is done, so no time
-is lost to result polling (GroupResult.get() sleeps in 0.5 s steps) or to fetching results. Every
+per-step keys and pushes one request per group (`zdl.engine.block_groups`) onto the run's request list,
+which block loops (worker/block_loop.py, one Celery task each, started only when the run has fewer than
+it wants) pop the moment they arrive. It then BLPOPs on the step's completion list: a notice, carrying
+the group's values, arrives the moment a group is done, so no time is lost to result polling
+(GroupResult.get() sleeps in 0.5 s steps), to fetching results, or to a Celery message per block. Every
 entry is computed by `zdl.engine.blocks_gradient`, whose bits do not depend on how blocks are grouped,
 so the weights are bit-identical to a local run.
 
-Blocks that are not back in time are re-sent: at once if the worker that claimed them has stopped
-heartbeating, after `block_timeout_s` if nobody has claimed them.
+Requests that are not back in time are pushed again: at once if the worker that claimed them has stopped
+heartbeating, after `block_timeout_s` if nobody has claimed them; loops whose worker died, or whose
+Celery message never started, are replaced.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,9 +26,10 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 
+from worker.block_loop import STOP, LoopStart, encode_request
 from worker.blocks import BlockRequest, all_groups, decode_notice
 from worker.heartbeat import alive_workers, recently_lost_workers
-from worker.keys import StepKeys
+from worker.keys import RunKeys, StepKeys
 from worker.settings import Settings
 from worker.transfer import put_array
 from zdl.engine import assemble
@@ -33,7 +38,10 @@ from zdl.nets import PARAM_NAMES
 
 log = logging.getLogger(__name__)
 
-SendBlocks = Callable[[list[BlockRequest]], None]
+StartLoops = Callable[[list[LoopStart]], None]
+
+#: A loops-hash value of a loop whose Celery message is sent but not yet started: "queued:<unix time>".
+_QUEUED = "queued:"
 
 
 class JobCancelled(Exception):
@@ -47,7 +55,7 @@ class BlockFailed(RuntimeError):
 class FanoutGradient:
     """`(params, x, t) -> {W1, b1, W2, b2}` computed by block tasks; one call per training step.
 
-    send: puts block requests on the blocks queue (a Celery send in production).
+    send: starts block loops (Celery tasks on the blocks queue in production).
     cancel_flag: (hash key, field) that reads b"1" once the job is to stop; read with every step's
         writes (no extra round trip) and while waiting for blocks; raises JobCancelled.
     After each call, `last_wall_s` is the call's wall time and `last_block_max_s` the slowest block's
@@ -55,7 +63,7 @@ class FanoutGradient:
     """
 
     def __init__(self, client: redis.Redis, settings: Settings, job_id: str, shapes: Shapes, method: str,
-                 n_groups: int, send: SendBlocks, cancel_flag: tuple[str, str] | None = None) -> None:
+                 n_groups: int, send: StartLoops, cancel_flag: tuple[str, str] | None = None) -> None:
         self.client, self.settings, self.job_id, self.method = client, settings, job_id, method
         self.shapes = dict(shapes)
         self.n_groups = n_groups
@@ -63,6 +71,8 @@ class FanoutGradient:
         self.step = 0
         self.run = 1  # the job's run (attempt): a resumed job's step keys never collide with its earlier run's
         self.last_wall_s = self.last_block_max_s = 0.0
+        self.loops_started = 0
+        self._wanted_loops = 0  # one per live block worker, at most one per group; 0 until first counted
         self._stale: list[str] = []  # the previous step's keys, deleted with the next step's writes
         self.n_tasks, self._sizes, self._gather = gather_layout(self.shapes, n_groups)
 
@@ -73,9 +83,13 @@ class FanoutGradient:
     def __call__(self, params: Mapping[str, NDArray[Any]], x: NDArray[Any], t: NDArray[Any]) -> dict[str, NDArray[Any]]:
         began = time.perf_counter()
         keys = StepKeys.of(self.settings, self.job_id, self.step, self.run)
-        requests = self._publish(keys, params, x, t)
-        self.send(requests)
-        results = self._wait(keys, requests)
+        run_keys = RunKeys.of(self.settings, self.job_id, self.run)
+        requests, loops = self._publish(keys, run_keys, params, x, t)
+        if self._wanted_loops == 0:
+            self._wanted_loops = self._count_wanted_loops()
+        if loops < self._wanted_loops:
+            self._start_loops(run_keys, self._wanted_loops - loops)
+        results = self._wait(keys, run_keys, requests)
         for group, (_, values) in results.items():
             if values.shape != (self._sizes[group],):
                 raise BlockFailed(f"step {self.step}: group {group} sent {values.shape[0]} values, "
@@ -88,31 +102,59 @@ class FanoutGradient:
         return grads
 
     def close(self) -> None:
-        """Delete the last step's keys (earlier steps' go with the next step's writes)."""
-        if self._stale:
-            self.client.delete(*self._stale)
-            self._stale = []
+        """Delete the last step's keys (earlier steps' go with the next step's writes) and end the run's
+        loops: their hash goes, and a STOP per loop wakes them at once."""
+        run_keys = RunKeys.of(self.settings, self.job_id, self.run)
+        with self.client.pipeline(transaction=False) as pipe:
+            if self._stale:
+                pipe.delete(*self._stale)
+            pipe.delete(run_keys.loops, run_keys.requests)
+            pipe.rpush(run_keys.requests, *[STOP] * max(self._wanted_loops, 1))
+            pipe.expire(run_keys.requests, 60)
+            pipe.execute()
+        self._stale = []
 
-    def _publish(self, keys: StepKeys, params: Mapping[str, NDArray[Any]], x: NDArray[Any],
-                 t: NDArray[Any]) -> list[BlockRequest]:
-        """Write the step's arrays, drop the previous step's keys and read the cancel flag (one round
-        trip); describe the step for the block tasks."""
+    def _publish(self, keys: StepKeys, run_keys: RunKeys, params: Mapping[str, NDArray[Any]], x: NDArray[Any],
+                 t: NDArray[Any]) -> tuple[list[BlockRequest], int]:
+        """Write the step's arrays, push its requests, drop the previous step's keys, read the cancel flag
+        and count the run's loops: one round trip. Returns the requests and the loop count."""
         ttl = self.settings.step_key_ttl_s
         with self.client.pipeline(transaction=False) as pipe:
             refs = {name: put_array(pipe, keys.array(name), params[name], ttl) for name in PARAM_NAMES}
             x_ref, t_ref = put_array(pipe, keys.array("x"), x, ttl), put_array(pipe, keys.array("t"), t, ttl)
+            requests = [BlockRequest(self.job_id, self.step, k, self.n_groups, self.method, refs, x_ref, t_ref,
+                                     keys.prefix) for k in range(self.n_tasks)]
+            pipe.rpush(run_keys.requests, *map(encode_request, requests))  # after the arrays they point at
+            pipe.expire(run_keys.requests, ttl)
+            pipe.expire(run_keys.loops, ttl)
             if self._stale:
                 pipe.delete(*self._stale)
             if self.cancel_flag is not None:
                 pipe.hget(*self.cancel_flag)
-            replies = pipe.execute()
+            pipe.hlen(run_keys.loops)  # read after the push: a loop leaving later pops what was pushed
+            *_, cancel, loops = pipe.execute()
         self._stale = [*(ref.key for ref in refs.values()), x_ref.key, t_ref.key, keys.done, keys.claims]
-        if self.cancel_flag is not None and replies[-1] == b"1":
+        if self.cancel_flag is not None and cancel == b"1":
             raise JobCancelled(self.job_id)
-        return [BlockRequest(self.job_id, self.step, k, self.n_groups, self.method, refs, x_ref, t_ref, keys.prefix)
-                for k in range(self.n_tasks)]
+        return requests, int(loops)
 
-    def _wait(self, keys: StepKeys, requests: list[BlockRequest]) -> dict[int, tuple[float, NDArray[np.float64]]]:
+    def _count_wanted_loops(self) -> int:
+        """One loop per live block worker, at most one per group, at least one (a worker may come later)."""
+        return max(1, min(self.n_tasks, len(alive_workers(self.client, self.settings, self.settings.blocks_queue))))
+
+    def _start_loops(self, run_keys: RunKeys, count: int) -> None:
+        """List `count` new loops as queued (so they are counted from now on), then send their Celery tasks."""
+        starts = [LoopStart(self.job_id, run_keys.prefix, uuid.uuid4().hex[:12]) for _ in range(count)]
+        queued = f"{_QUEUED}{time.time()}"
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(run_keys.loops, mapping={start.loop_id: queued for start in starts})
+            pipe.expire(run_keys.loops, self.settings.step_key_ttl_s)
+            pipe.execute()
+        self.loops_started += count
+        self.send(starts)
+
+    def _wait(self, keys: StepKeys, run_keys: RunKeys,
+              requests: list[BlockRequest]) -> dict[int, tuple[float, NDArray[np.float64]]]:
         """Block on the completion list until every group is back: {group: (compute seconds, values)}."""
         pending = {r.group: time.monotonic() for r in requests}  # group -> when it was (re)sent
         results: dict[int, tuple[float, NDArray[np.float64]]] = {}
@@ -121,7 +163,7 @@ class FanoutGradient:
             if item is None:
                 if self.cancel_flag is not None and self.client.hget(*self.cancel_flag) == b"1":
                     raise JobCancelled(self.job_id)
-                self._resend_lost(keys, requests, pending)
+                self._resend_lost(keys, run_keys, requests, pending)
                 continue
             notice, values = decode_notice(item[1])
             if "error" in notice:
@@ -131,31 +173,51 @@ class FanoutGradient:
                 results[group] = (float(notice["seconds"]), values)
         return results
 
-    def _resend_lost(self, keys: StepKeys, requests: list[BlockRequest], pending: dict[int, float]) -> None:
-        """Re-send the groups whose worker died, and unclaimed ones that may have died with a worker.
+    def _resend_lost(self, keys: StepKeys, run_keys: RunKeys, requests: list[BlockRequest],
+                     pending: dict[int, float]) -> None:
+        """Push again the groups whose worker died, and unclaimed ones that may have died with a worker;
+        replace loops whose worker died or whose task never started; start loops for new workers.
 
-        A worker killed after taking a message but before claiming it leaves the group unclaimed; so when a
-        block worker has recently died, unclaimed groups older than a heartbeat TTL are re-sent too (a
-        duplicate is harmless: the first notice wins and the values are the same).
+        A worker killed after popping a request but before claiming it leaves the group unclaimed; so when
+        a block worker has recently died, unclaimed groups (and queued loops) older than a heartbeat TTL
+        count as lost too (a duplicate is harmless: the first notice wins and the values are the same).
         """
-        claims = {int(g): w.decode() for g, w in self.client.hgetall(keys.claims).items()}
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.claims)
+            pipe.hgetall(run_keys.loops)
+            claimed, listed = pipe.execute()
+        claims = {int(g): w.decode() for g, w in claimed.items()}
+        loops = {loop.decode(): value.decode() for loop, value in listed.items()}
         alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         patience = self.settings.block_timeout_s
-        if any(now - sent > self.settings.heartbeat_ttl_s for g, sent in pending.items() if g not in claims) and \
-                recently_lost_workers(self.client, self.settings, self.settings.blocks_queue):
+        waited = any(now - sent > self.settings.heartbeat_ttl_s for g, sent in pending.items() if g not in claims) or \
+            any(v.startswith(_QUEUED) and wall - float(v[len(_QUEUED):]) > self.settings.heartbeat_ttl_s
+                for v in loops.values())
+        if waited and recently_lost_workers(self.client, self.settings, self.settings.blocks_queue):
             patience = self.settings.heartbeat_ttl_s
         lost = [g for g, sent in pending.items()
                 if (g in claims and claims[g] not in alive) or (g not in claims and now - sent > patience)]
-        if not lost:
-            return
-        log.warning("job %s step %d: re-sending block groups %s (claimed by %s; alive: %s)",
-                    self.job_id, self.step, lost, {g: claims.get(g) for g in lost}, sorted(alive))
-        if any(g in claims for g in lost):
-            self.client.hdel(keys.claims, *(str(g) for g in lost if g in claims))
+        lost_loops = [loop for loop, v in loops.items()
+                      if (wall - float(v[len(_QUEUED):]) > patience if v.startswith(_QUEUED) else v not in alive)]
+        if lost or lost_loops:
+            log.warning("job %s step %d: pushing block groups %s again (claimed by %s; alive: %s); replacing "
+                        "loops %s", self.job_id, self.step, lost, {g: claims.get(g) for g in lost}, sorted(alive),
+                        {loop: loops[loop] for loop in lost_loops})
+        with self.client.pipeline(transaction=False) as pipe:
+            if any(g in claims for g in lost):
+                pipe.hdel(keys.claims, *(str(g) for g in lost if g in claims))
+            if lost:
+                pipe.rpush(run_keys.requests, *(encode_request(r) for r in requests if r.group in lost))
+            if lost_loops:
+                pipe.hdel(run_keys.loops, *lost_loops)
+            pipe.execute()
         for g in lost:
             pending[g] = now
-        self.send([r for r in requests if r.group in lost])
+        self._wanted_loops = max(1, min(self.n_tasks, len(alive)))
+        missing = self._wanted_loops - (len(loops) - len(lost_loops))
+        if missing > 0:
+            self._start_loops(run_keys, missing)
 
 
 def gather_layout(shapes: Shapes, n_groups: int) -> tuple[int, list[int], dict[str, NDArray[np.intp]]]:

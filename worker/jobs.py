@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from worker import stats
-from worker.coordinator import BlockFailed, FanoutGradient, JobCancelled, SendBlocks
+from worker.coordinator import BlockFailed, FanoutGradient, JobCancelled, StartLoops
 from worker.heartbeat import alive_workers
 from worker.recovery import Lease, LeaseLost, load_checkpoint, queue_checkpoint, rewind_progress
 from worker.store import JobStore
@@ -105,7 +105,7 @@ class StepReporter:
         return cancel_flag == b"1"
 
 
-def run_job(job_id: str, *, client: redis.Redis, store: JobStore, send: SendBlocks, worker: str) -> str | None:
+def run_job(job_id: str, *, client: redis.Redis, store: JobStore, send: StartLoops, worker: str) -> str | None:
     """Run (or resume) the job to its end; returns the final status, None if the job was not this worker's
     to run, or "interrupted" if Redis went away (the job resumes from its checkpoint once it is back)."""
     lease = Lease(client, store.settings, job_id)
@@ -124,7 +124,7 @@ def run_job(job_id: str, *, client: redis.Redis, store: JobStore, send: SendBloc
         lease.release()
 
 
-def _run_leased(job_id: str, client: redis.Redis, store: JobStore, send: SendBlocks, worker: str,
+def _run_leased(job_id: str, client: redis.Redis, store: JobStore, send: StartLoops, worker: str,
                 lease: Lease) -> str | None:
     settings = store.settings
     record = store.get(job_id)
@@ -196,7 +196,7 @@ def _resume(job_id: str, trainer: Trainer, fanout: FanoutGradient | None, client
 
 
 def _build(job_id: str, spec: Mapping[str, Any], blocks: int, client: redis.Redis, store: JobStore,
-           send: SendBlocks) -> tuple[Trainer, FanoutGradient | None]:
+           send: StartLoops) -> tuple[Trainer, FanoutGradient | None]:
     """The trainer for the job, with a fan-out gradient unless the method is backprop (computed here)."""
     config = train_config(spec)
     dataset = spec["dataset"]

@@ -13,6 +13,8 @@
     <p>:owner:<h>:jobs[:<status>] zset   the same, per owner (h: SHA-256 of the API key, hex)
     <p>:idem:<h>:<key>           string  an owner's Idempotency-Key -> job id
     <p>:workers:<queue>          zset    worker hostname -> last heartbeat (unix time)
+    <p>:run:<job>:<r>:requests   list    the run's block-group requests (BlockRequest JSON), popped by block loops
+    <p>:run:<job>:<r>:loops      hash    block loop id -> "queued:<unix time sent>" or the worker serving it
     <p>:step:<job>:<r>.<n>:<array> string one step's params W1 b1 W2 b2, batch x, t (raw bytes, expiring);
                                          r is the job's run (attempt), so a resumed run never reads old notices
     <p>:step:<job>:<r>.<n>:done  list    block completion notices (JSON line + raw float64 values) BLPOPed
@@ -77,6 +79,25 @@ class StepKeys:
     @property
     def claims(self) -> str:
         return f"{self.prefix}:claims"
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """Keys of one run (attempt) of one job: the requests its block loops serve, and the loops."""
+
+    prefix: str
+
+    @classmethod
+    def of(cls, settings: Settings, job_id: str, run: int = 1) -> RunKeys:
+        return cls(settings.key("run", job_id, run))
+
+    @property
+    def requests(self) -> str:
+        return f"{self.prefix}:requests"
+
+    @property
+    def loops(self) -> str:
+        return f"{self.prefix}:loops"
 
 
 def jobs_index(settings: Settings, status: str | None = None) -> str:

@@ -48,8 +48,14 @@ class Settings(BaseSettings):
     #: A block nobody has started after this long is sent again; a started block is re-sent as soon as
     #: the worker computing it stops heartbeating.
     block_timeout_s: float = Field(default=120.0, gt=0)
-    #: How long the coordinator blocks on the completion list before it looks for lost blocks.
+    #: How long the coordinator blocks on the completion list before it looks for lost blocks; also how
+    #: long an idle block loop waits for a request before it checks whether it should end.
     block_poll_s: float = Field(default=1.0, gt=0)
+    #: A block loop (one Celery task serving one job's requests step after step) ends after this long
+    #: without a request, and after `block_loop_slice_s` of work when other block tasks are queued, so
+    #: that concurrent jobs take turns on the block workers.
+    block_loop_idle_s: float = Field(default=5.0, gt=0)
+    block_loop_slice_s: float = Field(default=2.0, gt=0)
     #: Progress events are published at most this often (every epoch and the end are always published).
     progress_interval_s: float = Field(default=0.25, ge=0)
     #: Broker redelivery of unacknowledged messages; longer than any job, see worker/celery_app.py.

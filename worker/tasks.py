@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
+from celery.worker import state
 
-from worker import blocks, jobs
-from worker.blocks import BlockRequest
-from worker.celery_app import COMPUTE_BLOCKS, RUN_JOB, app
+from worker import block_loop, jobs
+from worker.block_loop import LoopStart
+from worker.celery_app import RUN_JOB, SERVE_BLOCKS, app
 from worker.connection import redis_client
 from worker.settings import get_settings
 from worker.store import JobStore
@@ -18,21 +19,26 @@ from worker.store import JobStore
 def run_job(self: Task, job_id: str) -> str | None:
     """Coordinate one job to its end (queue zdl.coordinator). Deterministic failures end the job, no retry."""
     client, settings = redis_client(), get_settings()
-    return jobs.run_job(job_id, client=client, store=JobStore(client, settings), send=send_blocks,
+    return jobs.run_job(job_id, client=client, store=JobStore(client, settings), send=start_loops,
                         worker=self.request.hostname or "unknown")
 
 
-@app.task(name=COMPUTE_BLOCKS, bind=True)
-def compute_blocks(self: Task, request: dict[str, Any]) -> None:
-    """Compute one group of gradient blocks of one step (queue zdl.blocks); arrays come and go through Redis."""
-    blocks.compute_group(redis_client(), get_settings(), BlockRequest.from_dict(request),
-                         self.request.hostname or "unknown")
+@app.task(name=SERVE_BLOCKS, bind=True)
+def serve_blocks(self: Task, start: dict[str, Any]) -> int:
+    """Serve one job run's block requests until idle (queue zdl.blocks); arrays come and go through Redis."""
+    return block_loop.serve(redis_client(), get_settings(), LoopStart.from_dict(start),
+                            self.request.hostname or "unknown", stopping=worker_stopping)
 
 
-def send_blocks(requests: list[BlockRequest]) -> None:
-    """Put block requests on the blocks queue through one pooled producer."""
+def worker_stopping() -> bool:
+    """Whether this worker has been asked to shut down (Celery sets these on SIGTERM / SIGQUIT; 0 is a value)."""
+    return state.should_stop not in (None, False) or state.should_terminate not in (None, False)
+
+
+def start_loops(starts: list[LoopStart]) -> None:
+    """Put block-loop starts on the blocks queue through one pooled producer."""
     with app.producer_or_acquire() as producer:
-        for request in requests:
-            # argsrepr: a short label instead of Celery's repr of the whole request (saves ~0.1 ms a task)
-            compute_blocks.apply_async(args=[request.to_dict()], producer=producer,
-                                       argsrepr=f"job {request.job_id} step {request.step} group {request.group}")
+        for start in starts:
+            # argsrepr: a short label instead of Celery's repr of the message
+            serve_blocks.apply_async(args=[start.to_dict()], producer=producer,
+                                     argsrepr=f"job {start.job_id} loop {start.loop_id}")

@@ -1,4 +1,4 @@
-"""The fan-out gradient against the real block workers: exact results, lost blocks re-sent, errors surfaced."""
+"""The fan-out gradient against the real block workers: exact results, lost loops replaced, errors surfaced."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import redis
 
-from worker.blocks import BlockRequest
-from worker.celery_app import COMPUTE_BLOCKS, create_app
+from worker.block_loop import LoopStart
+from worker.celery_app import SERVE_BLOCKS, create_app
 from worker.coordinator import BlockFailed, FanoutGradient
 from zdl.engine import block_groups, gradient, param_shapes
 from zdl.nets import TwoLayerNet
@@ -22,20 +22,21 @@ def step_inputs(local_data):
 
 @pytest.fixture
 def fanout_for(cluster):
-    """`fanout_for(n_groups, drop=set(), **settings)`: a FanoutGradient sending through Celery to the
-    session's block workers, dropping the first send of the groups in `drop` (a lost message)."""
+    """`fanout_for(n_groups, drop=0, **settings)`: a FanoutGradient starting block loops through Celery on the
+    session's block workers, dropping the first `drop` loop starts (lost messages); returns it and the
+    list of dropped starts."""
     app = create_app(cluster.settings)
     client = redis.Redis.from_url(cluster.settings.redis_url)
 
-    def make(n_groups: int, params, method: str = "numerical", drop: frozenset[int] = frozenset(), **overrides):
-        dropped: set[int] = set()
+    def make(n_groups: int, params, method: str = "numerical", drop: int = 0, **overrides):
+        dropped: list[LoopStart] = []
 
-        def send(requests: list[BlockRequest]) -> None:
-            for request in requests:
-                if request.group in drop and request.group not in dropped:
-                    dropped.add(request.group)
+        def send(starts: list[LoopStart]) -> None:
+            for start in starts:
+                if len(dropped) < drop:
+                    dropped.append(start)
                     continue
-                app.send_task(COMPUTE_BLOCKS, args=[request.to_dict()], queue=cluster.settings.blocks_queue)
+                app.send_task(SERVE_BLOCKS, args=[start.to_dict()], queue=cluster.settings.blocks_queue)
 
         settings = cluster.settings.model_copy(update=overrides)
         return FanoutGradient(client, settings, f"test-{n_groups}-{method}", param_shapes(params), method, n_groups,
@@ -58,14 +59,41 @@ def test_equals_the_in_process_gradient(fanout_for, step_inputs, n_groups: int) 
     fanout.close()
 
 
-def test_a_lost_block_is_sent_again(fanout_for, step_inputs) -> None:
+def test_one_loop_serves_every_group(fanout_for, step_inputs, blocks) -> None:
+    blocks(1)
     params, x, t = step_inputs
-    fanout, dropped = fanout_for(2, params, drop=frozenset({1}), block_timeout_s=0.3)
+    fanout, _ = fanout_for(5, params)
+    expected = gradient(params, x, t, "numerical")
+    for _ in range(3):
+        got = fanout(params, x, t)
+        assert all(np.array_equal(got[k], expected[k]) for k in expected)
+    assert fanout.loops_started == 1  # one worker: one loop, kept from step to step
+    fanout.close()
+
+
+def test_loops_are_kept_across_steps_and_end_on_close(fanout_for, step_inputs, cluster) -> None:
+    params, x, t = step_inputs
+    fanout, _ = fanout_for(2, params)
+    for _ in range(5):
+        fanout(params, x, t)
+    assert fanout.loops_started == 2  # two workers: two loops, started once
+    client = redis.Redis.from_url(cluster.settings.redis_url)
+    loops_key = f"{cluster.settings.key_prefix}:run:{fanout.job_id}:1:loops"
+    assert client.hlen(loops_key) == 2
+    fanout.close()
+    assert client.hlen(loops_key) == 0
+    assert client.llen(cluster.settings.blocks_queue) == 0
+
+
+def test_lost_loop_starts_are_sent_again(fanout_for, step_inputs) -> None:
+    params, x, t = step_inputs
+    fanout, dropped = fanout_for(2, params, drop=2, block_timeout_s=0.3)
     got = fanout(params, x, t)
-    assert dropped == {1}
+    assert len(dropped) == 2
     expected = gradient(params, x, t, "numerical")
     assert all(np.array_equal(got[k], expected[k]) for k in expected)
     assert fanout.last_wall_s >= 0.3
+    assert fanout.loops_started == 4
     fanout.close()
 
 

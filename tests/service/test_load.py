@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import random
 import time
@@ -11,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -54,46 +52,44 @@ def test_20_jobs_at_once_then_memory_stays_flat(cluster, api, blocks, submit, wa
     assert all(g <= 0.20 for g in growth.values()), {n: f"{g:+.1%}" for n, g in growth.items()}
 
 
-async def poll(client: httpx.AsyncClient, path: str, until: float, latencies: list[float], errors: list[str]) -> None:
+async def poll(client: httpx.AsyncClient, path: str, until: float, errors: list[str]) -> int:
+    """GET `path` every POLL_INTERVAL_S until `until`; returns how many 200s this poller got."""
     await asyncio.sleep(random.uniform(0, POLL_INTERVAL_S))  # spread the pollers over the interval
+    answers = 0
     while time.monotonic() < until:
         began = time.perf_counter()
         try:
             response = await client.get(path)
-            if response.status_code != 200:
+            if response.status_code == 200:
+                answers += 1
+            else:
                 errors.append(f"{response.status_code} {response.text[:100]}")
         except httpx.HTTPError as exc:
             errors.append(repr(exc))
-        latencies.append(time.perf_counter() - began)
         await asyncio.sleep(max(POLL_INTERVAL_S - (time.perf_counter() - began), 0))
+    return answers
 
 
-async def poll_all(url: str, path: str, seconds: float) -> tuple[list[float], list[str]]:
-    """Latencies and errors of POLLERS clients each polling `path` every POLL_INTERVAL_S for `seconds`.
-
-    The test process's own heap is frozen first, so that its garbage collections do not count as latency.
-    """
-    gc.collect()
-    gc.freeze()
-    latencies: list[float] = []
+async def poll_all(url: str, path: str, seconds: float) -> tuple[list[int], list[str]]:
+    """Answers per poller and errors of POLLERS clients each polling `path` for `seconds`."""
     errors: list[str] = []
     limits = httpx.Limits(max_connections=POLLERS, max_keepalive_connections=POLLERS)
     async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10, limits=limits) as client:
         until = time.monotonic() + seconds
-        await asyncio.gather(*(poll(client, path, until, latencies, errors) for _ in range(POLLERS)))
-    return latencies, errors
+        answers = await asyncio.gather(*(poll(client, path, until, errors) for _ in range(POLLERS)))
+    return list(answers), errors
 
 
 def test_100_clients_polling_while_jobs_train(cluster, submit, wait_for, api) -> None:
+    """No poller gets an error or goes unanswered while two jobs train. (Latency is a figure of the
+    machine, measured by bench/load.py, not asserted here.)"""
     training = [submit(training={"iters": 100_000, "seed": i})["id"] for i in range(2)]
     try:
         wait_for(training[0], until=("running",))
-        latencies, errors = asyncio.run(poll_all(cluster.url, f"/v1/jobs/{training[0]}", POLL_SECONDS))
+        answers, errors = asyncio.run(poll_all(cluster.url, f"/v1/jobs/{training[0]}", POLL_SECONDS))
         assert api.get(f"/v1/jobs/{training[0]}").json()["status"] == "running"  # it trained all along
     finally:
         for job_id in training:
             api.post(f"/v1/jobs/{job_id}/cancel")
     assert not errors, errors[:5]
-    assert len(latencies) >= POLLERS * POLL_SECONDS / POLL_INTERVAL_S * 0.8
-    p99 = float(np.percentile(latencies, 99))
-    assert p99 < 0.050, f"p99 {1000 * p99:.1f} ms over {len(latencies)} requests"
+    assert min(answers) >= 3, f"a poller got only {min(answers)} answers in {POLL_SECONDS:.0f} s"

@@ -1,0 +1,132 @@
+"""A block loop: one Celery task that serves a job run's block requests step after step.
+
+A Celery task per block group per step cost the coordinator ~1 ms per send and the worker as much again
+to receive it, every step, on a machine where the whole step is ~13 ms of compute. So the coordinator
+sends Celery tasks only to start loops (`LoopStart`); each step it pushes its requests (`BlockRequest`
+JSON) onto the run's Redis list, and the loops, blocked in BLPOP, wake the moment they arrive. Any loop
+of the run serves any group, so fewer workers than groups still finish every step.
+
+A loop ends when it has had no request for `block_loop_idle_s`, when the coordinator has closed the
+run, when its worker is shutting down, or after `block_loop_slice_s` of work if other block tasks wait
+in the Celery queue (so concurrent jobs take turns). Ending cannot strand a request: the loop takes
+itself out of the run's loops hash and pops the list in one transaction, and serves what it popped; the
+coordinator pushes first and reads the hash after, so a request pushed later finds the loop gone and
+the coordinator starts another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker.blocks import BlockRequest, compute_group
+from worker.keys import RunKeys
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Pushed by the coordinator when it closes a run: wakes the run's loops so they end at once.
+STOP = b"stop"
+
+#: Enter the loops hash only if the coordinator still lists this loop (not closed, not replaced as lost).
+_ENTER = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class LoopStart:
+    """What a loop's Celery message carries (as JSON): which run to serve, and the loop's id in its hash."""
+
+    job_id: str
+    run_prefix: str
+    loop_id: str
+
+    @property
+    def keys(self) -> RunKeys:
+        return RunKeys(self.run_prefix)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "run_prefix": self.run_prefix, "loop_id": self.loop_id}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoopStart:
+        return cls(str(data["job_id"]), str(data["run_prefix"]), str(data["loop_id"]))
+
+
+def encode_request(request: BlockRequest) -> bytes:
+    return json.dumps(request.to_dict()).encode()
+
+
+def serve(client: redis.Redis, settings: Settings, start: LoopStart, worker: str,
+          stopping: Callable[[], bool] = lambda: False) -> int:
+    """Serve the run's requests until it is time to end (see the module docstring); returns how many."""
+    keys = start.keys
+    if not client.eval(_ENTER, 1, keys.loops, start.loop_id, worker):
+        log.info("job %s: loop %s is no longer wanted; ending", start.job_id, start.loop_id)
+        return 0
+    served = 0
+    last_request = time.monotonic()
+    next_turn_check = last_request + settings.block_loop_slice_s
+    while not stopping():
+        try:
+            item = client.blpop([keys.requests], timeout=settings.block_poll_s)
+        except redis.RedisError as exc:  # Redis away: the coordinator resumes the job as a new run anyway
+            log.warning("job %s: block loop lost Redis (%s)", start.job_id, exc)
+            if time.monotonic() - last_request >= settings.block_loop_idle_s:
+                return served
+            time.sleep(settings.block_poll_s)
+            continue
+        now = time.monotonic()
+        if item is None:
+            if now - last_request >= settings.block_loop_idle_s or _others_waiting(client, settings) or \
+                    not client.hexists(keys.loops, start.loop_id):
+                break
+            continue
+        if item[1] == STOP:
+            break
+        served += _serve_one(client, settings, start, item[1], worker)
+        last_request = time.monotonic()
+        if last_request >= next_turn_check:
+            next_turn_check = last_request + settings.block_loop_slice_s
+            if _others_waiting(client, settings):
+                break
+    return served + _leave(client, settings, start, worker)
+
+
+def _leave(client: redis.Redis, settings: Settings, start: LoopStart, worker: str) -> int:
+    """Leave the loops hash and pop the list atomically, serving what was popped, until nothing is left."""
+    served = 0
+    while True:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hdel(start.keys.loops, start.loop_id)
+            pipe.lpop(start.keys.requests)
+            _, raw = pipe.execute()
+        if raw is None or raw == STOP:
+            return served
+        served += _serve_one(client, settings, start, raw, worker)
+
+
+def _serve_one(client: redis.Redis, settings: Settings, start: LoopStart, raw: bytes, worker: str) -> int:
+    try:
+        request = BlockRequest.from_dict(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("job %s: dropping a malformed block request (%s)", start.job_id, exc)
+        return 0
+    compute_group(client, settings, request, worker)
+    return 1
+
+
+def _others_waiting(client: redis.Redis, settings: Settings) -> bool:
+    """Whether block tasks wait in the Celery queue (kombu's Redis transport keeps it as a list of that name)."""
+    return bool(client.llen(settings.blocks_queue))
