@@ -128,7 +128,7 @@ class FanoutGradient:
             pipe.expire(run_keys.requests, ttl)
             pipe.expire(run_keys.loops, ttl)
             if self._stale:
-                pipe.delete(*self._stale)
+                pipe.unlink(*self._stale)  # freed by Redis in the background, not while we wait
             if self.cancel_flag is not None:
                 pipe.hget(*self.cancel_flag)
             pipe.hlen(run_keys.loops)  # read after the push: a loop leaving later pops what was pushed
