@@ -17,6 +17,7 @@ Celery message never started, are replaced.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -73,6 +74,7 @@ class FanoutGradient:
         self.last_wall_s = self.last_block_max_s = 0.0
         self.loops_started = 0
         self._wanted_loops = 0  # one per live block worker, at most one per group; 0 until first counted
+        self._counted_at = -math.inf  # when live block workers were last counted (monotonic)
         self._stale: list[str] = []  # the previous step's keys, deleted with the next step's writes
         self.n_tasks, self._sizes, self._gather = gather_layout(self.shapes, n_groups)
 
@@ -85,7 +87,7 @@ class FanoutGradient:
         keys = StepKeys.of(self.settings, self.job_id, self.step, self.run)
         run_keys = RunKeys.of(self.settings, self.job_id, self.run)
         requests, loops = self._publish(keys, run_keys, params, x, t)
-        if self._wanted_loops == 0:
+        if time.monotonic() - self._counted_at >= self.settings.heartbeat_interval_s:  # workers come and go
             self._wanted_loops = self._count_wanted_loops()
         if loops < self._wanted_loops:
             self._start_loops(run_keys, self._wanted_loops - loops)
@@ -121,18 +123,18 @@ class FanoutGradient:
         ttl = self.settings.step_key_ttl_s
         with self.client.pipeline(transaction=False) as pipe:
             refs = {name: put_array(pipe, keys.array(name), params[name], ttl) for name in PARAM_NAMES}
-            x_ref, t_ref = put_array(pipe, keys.array("x"), x, ttl), put_array(pipe, keys.array("t"), t, ttl)
+            x_ref = put_array(pipe, keys.array("x"), x, ttl, pixels=True)
+            t_ref = put_array(pipe, keys.array("t"), t, ttl)
             requests = [BlockRequest(self.job_id, self.step, k, self.n_groups, self.method, refs, x_ref, t_ref,
                                      keys.prefix) for k in range(self.n_tasks)]
-            pipe.rpush(run_keys.requests, *map(encode_request, requests))  # after the arrays they point at
-            pipe.expire(run_keys.requests, ttl)
-            pipe.expire(run_keys.loops, ttl)
             if self._stale:
                 pipe.unlink(*self._stale)  # freed by Redis in the background, not while we wait
-            if self.cancel_flag is not None:
-                pipe.hget(*self.cancel_flag)
+            pipe.hget(*self.cancel_flag) if self.cancel_flag is not None else pipe.echo(b"")
+            pipe.expire(run_keys.loops, ttl)
+            pipe.rpush(run_keys.requests, *map(encode_request, requests))  # after the arrays they point at
             pipe.hlen(run_keys.loops)  # read after the push: a loop leaving later pops what was pushed
-            *_, cancel, loops = pipe.execute()
+            pipe.expire(run_keys.requests, ttl)
+            *_, cancel, _, _, loops, _ = pipe.execute()
         self._stale = [*(ref.key for ref in refs.values()), x_ref.key, t_ref.key, keys.done, keys.claims]
         if self.cancel_flag is not None and cancel == b"1":
             raise JobCancelled(self.job_id)
@@ -140,6 +142,7 @@ class FanoutGradient:
 
     def _count_wanted_loops(self) -> int:
         """One loop per live block worker, at most one per group, at least one (a worker may come later)."""
+        self._counted_at = time.monotonic()
         return max(1, min(self.n_tasks, len(alive_workers(self.client, self.settings, self.settings.blocks_queue))))
 
     def _start_loops(self, run_keys: RunKeys, count: int) -> None:
@@ -214,7 +217,7 @@ class FanoutGradient:
             pipe.execute()
         for g in lost:
             pending[g] = now
-        self._wanted_loops = max(1, min(self.n_tasks, len(alive)))
+        self._wanted_loops, self._counted_at = max(1, min(self.n_tasks, len(alive))), time.monotonic()
         missing = self._wanted_loops - (len(loops) - len(lost_loops))
         if missing > 0:
             self._start_loops(run_keys, missing)

@@ -1,7 +1,9 @@
-"""Arrays through Redis as raw bytes, described in task messages by key, dtype and shape.
+"""Arrays through Redis as raw bytes, described in requests by key, dtype and shape.
 
-Celery messages stay small JSON (a broker message must never carry pickles or megabytes); the arrays of
-one step are written once by the coordinator and read by every block task, all with an expiry.
+Requests stay small JSON (a message must never carry pickles or megabytes); the arrays of one step are
+written once by the coordinator and read by every block loop, all with an expiry. A batch of normalized
+pixels travels as its uint8 codes (`zdl.pixels`, a quarter of float32's bytes) when they give back
+exactly the same bits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 
+from zdl.pixels import normalize_pixels, pack_pixels
+
 #: Only plain numeric dtypes may be named in a message: nothing that could hold objects.
 _NUMERIC_KINDS = "fiub"
 
@@ -26,13 +30,15 @@ class ArrayRef:
     key: str
     dtype: str
     shape: tuple[int, ...]
+    pixels: bool = False  # stored as uint8 pixel codes, to be normalized back to `dtype`
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "dtype": self.dtype, "shape": list(self.shape)}
+        return {"key": self.key, "dtype": self.dtype, "shape": list(self.shape), "pixels": self.pixels}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ArrayRef:
-        return cls(str(data["key"]), str(data["dtype"]), tuple(int(n) for n in data["shape"]))
+        return cls(str(data["key"]), str(data["dtype"]), tuple(int(n) for n in data["shape"]),
+                   bool(data.get("pixels", False)))
 
     def decode(self, raw: bytes | None) -> NDArray[Any]:
         """The array from its raw bytes; KeyError if the key is gone (expired or deleted)."""
@@ -41,14 +47,23 @@ class ArrayRef:
         dtype = np.dtype(self.dtype)
         if dtype.kind not in _NUMERIC_KINDS:
             raise ValueError(f"ArrayRef {self.key}: dtype {self.dtype!r} is not a plain numeric type")
-        expected = math.prod(self.shape) * dtype.itemsize
+        stored = np.dtype(np.uint8) if self.pixels else dtype
+        expected = math.prod(self.shape) * stored.itemsize
         if len(raw) != expected:
-            raise ValueError(f"ArrayRef {self.key}: {len(raw)} bytes, expected {expected} for {self.dtype}{self.shape}")
-        return np.frombuffer(raw, dtype=dtype).reshape(self.shape)
+            raise ValueError(f"ArrayRef {self.key}: {len(raw)} bytes, expected {expected} for "
+                             f"{stored.str}{self.shape}")
+        array = np.frombuffer(raw, dtype=stored).reshape(self.shape)
+        return normalize_pixels(array, dtype) if self.pixels else array
 
 
-def put_array(pipe: redis.client.Pipeline, key: str, array: NDArray[Any], ttl_s: int) -> ArrayRef:
-    """Queue a SET of the array's C-order bytes on `pipe`; returns the reference to send instead."""
+def put_array(pipe: redis.client.Pipeline, key: str, array: NDArray[Any], ttl_s: int,
+              pixels: bool = False) -> ArrayRef:
+    """Queue a SET of the array's C-order bytes on `pipe`; returns the reference to send instead.
+
+    pixels: try to store it as pixel codes (for a batch of images; falls back to raw bytes).
+    """
     array = np.asarray(array)
-    pipe.set(key, array.tobytes(order="C"), ex=ttl_s)
-    return ArrayRef(key, array.dtype.str, tuple(array.shape))
+    codes = pack_pixels(array) if pixels else None
+    stored = array if codes is None else codes
+    pipe.set(key, stored.tobytes(order="C"), ex=ttl_s)
+    return ArrayRef(key, array.dtype.str, tuple(array.shape), codes is not None)

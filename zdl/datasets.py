@@ -36,6 +36,8 @@ from typing import IO
 import numpy as np
 import platformdirs
 
+from zdl.pixels import normalize_pixels
+
 log = logging.getLogger(__name__)
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
@@ -170,9 +172,7 @@ def _to_book_images(images: np.ndarray, normalize: bool, flatten: bool) -> np.nd
     shape = (len(images), ROWS * COLS) if flatten else (len(images), 1, ROWS, COLS)
     if not normalize:
         return images.reshape(shape).copy()
-    x = images.reshape(shape).astype(np.float32)
-    x /= 255.0
-    return x
+    return normalize_pixels(images.reshape(shape), np.float32)
 
 
 def _to_book_labels(labels: np.ndarray, one_hot_label: bool) -> np.ndarray:
