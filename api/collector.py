@@ -32,7 +32,7 @@ class ServiceCollector(Collector):
         done = self.client.get(stats.iterations_key(self.settings))
         yield CounterMetricFamily("zdl_iterations", "Training iterations done, all jobs", value=int(done or 0))
         yield _histogram(self.client, stats.block_seconds(self.settings), "zdl_gradient_block_seconds",
-                         "Compute time of one gradient block task, as its worker measured it")
+                         "Compute time of one gradient block group, as its worker measured it")
         yield _histogram(self.client, stats.fanout_overhead_seconds(self.settings), "zdl_fanout_overhead_seconds",
                          "Per iteration: gradient wall time minus the slowest block's compute time")
 

@@ -1,1 +1,1 @@
-"""Celery side of the training service: settings, Redis store, the coordinator and the block tasks."""
+"""Celery side of the training service: settings, Redis store, the coordinator and the block loops."""

@@ -1,6 +1,6 @@
-"""The work of one block task: read a step's arrays from Redis, compute a group of gradient blocks, write back.
+"""The work of one block request: read a step's arrays from Redis, compute a group of gradient blocks, write back.
 
-The task message is a `BlockRequest` (keys, dtypes, shapes, which group of blocks), never arrays. The work is
+A request is a `BlockRequest` (keys, dtypes, shapes, which group of blocks), never arrays. The work is
 idempotent: computing a group twice writes the same bytes to the same key, and the coordinator takes
 the first completion notice of each group.
 """
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BlockRequest:
-    """Group `group` of `block_groups(shapes, n_groups)` of one step: what a block task receives (as JSON).
+    """Group `group` of `block_groups(shapes, n_groups)` of one step: what a block loop pops (as JSON).
 
     The group's blocks are not listed (with `block_groups` that is one block per W1 row, ~800 of them);
     they are `group_blocks(shapes, n_groups, group)`, a pure function both sides evaluate.
@@ -81,7 +81,7 @@ ShapeItems = tuple[tuple[str, tuple[int, ...]], ...]
 @lru_cache(maxsize=64)
 def all_groups(shapes: ShapeItems, n_groups: int) -> tuple[tuple[Block, ...], ...]:
     """`zdl.engine.block_groups(shapes, n_groups)`, cached (hashable shapes). With more groups than
-    hidden units it returns more lists than asked for; the task count is the length of this."""
+    hidden units it returns more lists than asked for; the number of groups per step is the length of this."""
     return tuple(tuple(group) for group in block_groups(dict(shapes), n_groups))
 
 

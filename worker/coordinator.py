@@ -50,11 +50,11 @@ class JobCancelled(Exception):
 
 
 class BlockFailed(RuntimeError):
-    """A block task reported a deterministic error; retrying would fail again."""
+    """A block group reported a deterministic error; retrying would fail again."""
 
 
 class FanoutGradient:
-    """`(params, x, t) -> {W1, b1, W2, b2}` computed by block tasks; one call per training step.
+    """`(params, x, t) -> {W1, b1, W2, b2}` computed by block loops; one call per training step.
 
     send: starts block loops (Celery tasks on the blocks queue in production).
     cancel_flag: (hash key, field) that reads b"1" once the job is to stop; read with every step's
@@ -129,16 +129,18 @@ class FanoutGradient:
                                      keys.prefix) for k in range(self.n_tasks)]
             if self._stale:
                 pipe.unlink(*self._stale)  # freed by Redis in the background, not while we wait
-            pipe.hget(*self.cancel_flag) if self.cancel_flag is not None else pipe.echo(b"")
+            if self.cancel_flag is not None:
+                pipe.hget(*self.cancel_flag)
             pipe.expire(run_keys.loops, ttl)
             pipe.rpush(run_keys.requests, *map(encode_request, requests))  # after the arrays they point at
             pipe.hlen(run_keys.loops)  # read after the push: a loop leaving later pops what was pushed
             pipe.expire(run_keys.requests, ttl)
-            *_, cancel, _, _, loops, _ = pipe.execute()
+            replies = pipe.execute()
+        loops = int(replies[-2])
         self._stale = [*(ref.key for ref in refs.values()), x_ref.key, t_ref.key, keys.done, keys.claims]
-        if self.cancel_flag is not None and cancel == b"1":
+        if self.cancel_flag is not None and replies[-5] == b"1":
             raise JobCancelled(self.job_id)
-        return requests, int(loops)
+        return requests, loops
 
     def _count_wanted_loops(self) -> int:
         """One loop per live block worker, at most one per group, at least one (a worker may come later)."""
@@ -224,7 +226,7 @@ class FanoutGradient:
 
 
 def gather_layout(shapes: Shapes, n_groups: int) -> tuple[int, list[int], dict[str, NDArray[np.intp]]]:
-    """The number of block tasks per step; per task, how many values its notice carries; per parameter,
+    """The number of block groups per step; per group, how many values its notice carries; per parameter,
     where its entries are in the notices laid end to end.
 
     Built once per job with `zdl.engine.assemble`, which also checks that the groups cover every entry

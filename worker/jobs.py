@@ -1,7 +1,7 @@
 """Running one job: take its lease, load its data, run zdl's training loop with the fan-out gradient, store results.
 
 The loop is `zdl.train.Trainer`, the very loop `zdl train` runs; only its gradient function differs
-(block tasks instead of local processes), which is what makes the weights bit-identical. A job found
+(block loops on Celery workers instead of local processes), which is what makes the weights bit-identical. A job found
 `running` without a live coordinator resumes from its last checkpoint (see worker/recovery.py).
 """
 

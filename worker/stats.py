@@ -56,7 +56,7 @@ class RedisHistogram:
 
 
 def block_seconds(settings: Settings) -> RedisHistogram:
-    """Compute time of one block task, as the worker measured it."""
+    """Compute time of one block group of one step, as the worker measured it."""
     return RedisHistogram.of(settings, "block_seconds", BLOCK_BUCKETS)
 
 

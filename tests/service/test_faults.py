@@ -168,7 +168,7 @@ def test_cancel_stops_within_2_s_and_drops_the_blocks(fault_cluster, client) -> 
     store = redis.Redis.from_url(fault_cluster.settings.redis_url)
     arrays = [k for k in store.scan_iter(f"{fault_cluster.settings.key_prefix}:step:{job['id']}:*")
               if not k.endswith((b":done", b":claims"))]
-    assert arrays == []  # a block task still queued finds no arrays and skips its work
+    assert arrays == []  # a request still queued finds no arrays and is skipped
     assert not store.exists(f"{fault_cluster.settings.key_prefix}:job:{job['id']}:lease")
 
 
