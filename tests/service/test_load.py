@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +94,27 @@ def test_100_clients_polling_while_jobs_train(cluster, submit, wait_for, api) ->
             api.post(f"/v1/jobs/{job_id}/cancel")
     assert not errors, errors[:5]
     assert min(answers) >= 3, f"a poller got only {min(answers)} answers in {POLL_SECONDS:.0f} s"
+
+
+def test_two_long_jobs_take_turns_on_the_block_workers(cluster, blocks, submit, wait_for, api) -> None:
+    """Each job's block loops hand the workers over when the other job's wait (block_loop_slice_s), so
+    neither starves; once both are cancelled, no loop or queued start is left behind."""
+    blocks(2)
+    jobs = [submit(training={"iters": 100_000, "seed": i})["id"] for i in range(2)]
+    try:
+        for job_id in jobs:
+            wait_for(job_id, until=("running",))
+        first = [api.get(f"/v1/jobs/{j}").json()["progress"]["iteration"] for j in jobs]
+        time.sleep(4 * cluster.settings.block_loop_slice_s)
+        later = [api.get(f"/v1/jobs/{j}").json()["progress"]["iteration"] for j in jobs]
+    finally:
+        for job_id in jobs:
+            api.post(f"/v1/jobs/{job_id}/cancel")
+    assert all(b > a for a, b in zip(first, later, strict=True)), (first, later)
+    for job_id in jobs:
+        assert wait_for(job_id)["status"] == "cancelled"
+    client = redis.Redis.from_url(cluster.settings.redis_url)
+    deadline = time.monotonic() + 10 * cluster.settings.block_poll_s
+    while client.keys(f"{cluster.settings.key_prefix}:run:*:loops") or client.llen(cluster.settings.blocks_queue):
+        assert time.monotonic() < deadline, "block loops or their starts were left behind"
+        time.sleep(0.05)
