@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from worker import stats
 from worker.keys import StepKeys
 from worker.settings import Settings
-from worker.transfer import ArrayRef
+from worker.transfer import ArrayRef, push_unlogged
 from zdl.engine import Block, block_groups, blocks_gradient
 from zdl.nets import PARAM_NAMES
 
@@ -125,8 +125,7 @@ def compute_group(client: redis.Redis, settings: Settings, request: BlockRequest
     with client.pipeline(transaction=False) as pipe:
         if values is not None:
             stats.block_seconds(settings).observe(pipe, seconds)
-        pipe.rpush(keys.done, encode_notice(notice, values))
-        pipe.expire(keys.done, settings.step_key_ttl_s)
+        push_unlogged(pipe, keys.done, encode_notice(notice, values), settings.step_key_ttl_s)
         pipe.execute()
     return seconds
 

@@ -22,6 +22,20 @@ from zdl.pixels import normalize_pixels, pack_pixels
 #: Only plain numeric dtypes may be named in a message: nothing that could hold objects.
 _NUMERIC_KINDS = "fiub"
 
+#: Step data is transient, so it is written without entering Redis's append-only file (or replicas):
+#: `redis.set_repl(REPL_NONE)` is Redis's switch for that. A restarted Redis resumes jobs from their
+#: checkpoints, never from step keys, and the ~0.5 MB a step writes would otherwise be appended to disk.
+_SET_UNLOGGED = """
+redis.set_repl(redis.REPL_NONE)
+return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+"""
+_PUSH_UNLOGGED = """
+redis.set_repl(redis.REPL_NONE)
+local length = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return length
+"""
+
 
 @dataclass(frozen=True)
 class ArrayRef:
@@ -65,5 +79,10 @@ def put_array(pipe: redis.client.Pipeline, key: str, array: NDArray[Any], ttl_s:
     array = np.asarray(array)
     codes = pack_pixels(array) if pixels else None
     stored = array if codes is None else codes
-    pipe.set(key, stored.tobytes(order="C"), ex=ttl_s)
+    pipe.eval(_SET_UNLOGGED, 1, key, stored.tobytes(order="C"), ttl_s)
     return ArrayRef(key, array.dtype.str, tuple(array.shape), codes is not None)
+
+
+def push_unlogged(pipe: redis.client.Pipeline, key: str, value: bytes, ttl_s: int) -> None:
+    """Queue an RPUSH of transient data (a completion notice) on `pipe`, with an expiry, kept out of the AOF."""
+    pipe.eval(_PUSH_UNLOGGED, 1, key, value, ttl_s)

