@@ -31,8 +31,11 @@ def serve_blocks(self: Task, start: dict[str, Any]) -> int:
 
 
 def worker_stopping() -> bool:
-    """Whether this worker has been asked to shut down (Celery sets these on SIGTERM / SIGQUIT; 0 is a value)."""
-    return state.should_stop not in (None, False) or state.should_terminate not in (None, False)
+    """Whether this worker has been asked to shut down (Celery sets these on SIGTERM / SIGQUIT).
+
+    Compared by identity as Celery does: a warm shutdown sets should_stop to EX_OK, which is 0 (== False).
+    """
+    return any(flag is not None and flag is not False for flag in (state.should_stop, state.should_terminate))
 
 
 def start_loops(starts: list[LoopStart]) -> None:
