@@ -88,7 +88,7 @@ class FanoutGradient:
         run_keys = RunKeys.of(self.settings, self.job_id, self.run)
         requests, loops = self._publish(keys, run_keys, params, x, t)
         if time.monotonic() - self._counted_at >= self.settings.heartbeat_interval_s:  # workers come and go
-            self._wanted_loops = self._count_wanted_loops()
+            self._note_live_workers(alive_workers(self.client, self.settings, self.settings.blocks_queue))
         if loops < self._wanted_loops:
             self._start_loops(run_keys, self._wanted_loops - loops)
         results = self._wait(keys, run_keys, requests)
@@ -129,23 +129,23 @@ class FanoutGradient:
                                      keys.prefix) for k in range(self.n_tasks)]
             if self._stale:
                 pipe.unlink(*self._stale)  # freed by Redis in the background, not while we wait
+            cancel_at = len(pipe)
             if self.cancel_flag is not None:
                 pipe.hget(*self.cancel_flag)
             pipe.expire(run_keys.loops, ttl)
             pipe.rpush(run_keys.requests, *map(encode_request, requests))  # after the arrays they point at
+            loops_at = len(pipe)
             pipe.hlen(run_keys.loops)  # read after the push: a loop leaving later pops what was pushed
             pipe.expire(run_keys.requests, ttl)
             replies = pipe.execute()
-        loops = int(replies[-2])
         self._stale = [*(ref.key for ref in refs.values()), x_ref.key, t_ref.key, keys.done, keys.claims]
-        if self.cancel_flag is not None and replies[-5] == b"1":
+        if self.cancel_flag is not None and replies[cancel_at] == b"1":
             raise JobCancelled(self.job_id)
-        return requests, loops
+        return requests, int(replies[loops_at])
 
-    def _count_wanted_loops(self) -> int:
-        """One loop per live block worker, at most one per group, at least one (a worker may come later)."""
-        self._counted_at = time.monotonic()
-        return max(1, min(self.n_tasks, len(alive_workers(self.client, self.settings, self.settings.blocks_queue))))
+    def _note_live_workers(self, alive: set[str]) -> None:
+        """Want one loop per live block worker, at most one per group, at least one (a worker may come later)."""
+        self._wanted_loops, self._counted_at = max(1, min(self.n_tasks, len(alive))), time.monotonic()
 
     def _start_loops(self, run_keys: RunKeys, count: int) -> None:
         """List `count` new loops as queued (so they are counted from now on), then send their Celery tasks."""
@@ -196,15 +196,15 @@ class FanoutGradient:
         alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
         now, wall = time.monotonic(), time.time()
         patience = self.settings.block_timeout_s
+        queued_for = {loop: wall - float(v[len(_QUEUED):]) for loop, v in loops.items() if v.startswith(_QUEUED)}
         waited = any(now - sent > self.settings.heartbeat_ttl_s for g, sent in pending.items() if g not in claims) or \
-            any(v.startswith(_QUEUED) and wall - float(v[len(_QUEUED):]) > self.settings.heartbeat_ttl_s
-                for v in loops.values())
+            any(age > self.settings.heartbeat_ttl_s for age in queued_for.values())
         if waited and recently_lost_workers(self.client, self.settings, self.settings.blocks_queue):
             patience = self.settings.heartbeat_ttl_s
         lost = [g for g, sent in pending.items()
                 if (g in claims and claims[g] not in alive) or (g not in claims and now - sent > patience)]
         lost_loops = [loop for loop, v in loops.items()
-                      if (wall - float(v[len(_QUEUED):]) > patience if v.startswith(_QUEUED) else v not in alive)]
+                      if (queued_for[loop] > patience if loop in queued_for else v not in alive)]
         if lost or lost_loops:
             log.warning("job %s step %d: pushing block groups %s again (claimed by %s; alive: %s); replacing "
                         "loops %s", self.job_id, self.step, lost, {g: claims.get(g) for g in lost}, sorted(alive),
@@ -219,7 +219,7 @@ class FanoutGradient:
             pipe.execute()
         for g in lost:
             pending[g] = now
-        self._wanted_loops, self._counted_at = max(1, min(self.n_tasks, len(alive))), time.monotonic()
+        self._note_live_workers(alive)
         missing = self._wanted_loops - (len(loops) - len(lost_loops))
         if missing > 0:
             self._start_loops(run_keys, missing)

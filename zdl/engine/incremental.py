@@ -16,9 +16,8 @@ The softmax is evaluated against the unperturbed row maximum: s' = sum_k E[n, k]
 E = exp(a2 - max a2). Both identities (shift invariance of the softmax, exp(a + b) = exp(a) exp(b)) are
 exact in real arithmetic, and exp of the tiny exponents dz W2 is its Taylor polynomial up to u^4, whose
 truncation error is far below rounding, so the result differs from `numerical-reference` by rounding
-alone. Every
-gradient entry is computed by the same elementwise operations and summed over samples in ascending
-order whatever block it falls in, so any partition gives bit-identical gradients.
+alone. Every gradient entry is computed by the same elementwise operations and summed over samples in
+ascending order whatever block it falls in, so any partition gives bit-identical gradients.
 """
 
 from __future__ import annotations
