@@ -25,9 +25,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10,
                                                health_check_interval=30)
         app.state.async_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        app.state.step_redis = redis.Redis.from_url(settings.step_redis_url, socket_connect_timeout=2,
+                                                    socket_timeout=5) if settings.step_redis_url else None
         gc.freeze()  # start-up objects (FastAPI, pydantic, numpy, matplotlib) are never scanned by the collector
         yield
         app.state.redis.close()
+        if app.state.step_redis is not None:
+            app.state.step_redis.close()
         await app.state.async_redis.aclose()
 
     docs = settings.public_docs

@@ -142,6 +142,9 @@ def main() -> int:
             def outage(_: str) -> None:
                 faults.redis_outage(cluster, args.outage_s)
 
+            def step_outage(_: str) -> None:
+                faults.redis_outage(cluster, args.outage_s, step=True)
+
             scenarios: dict[str, Callable[[], tuple[str, float, str]]] = {
                 "undisturbed": lambda: chaos.mid_job(1, lambda _: None),
                 "SIGKILL a block worker": lambda: chaos.mid_job(2, lambda _: faults.kill_block_worker(cluster)),
@@ -151,6 +154,7 @@ def main() -> int:
                     lambda: chaos.mid_job(4, lambda j: faults.kill_coordinator(cluster, j, whole_worker=True)),
                 "restart the API": lambda: chaos.mid_job(5, lambda _: cluster.restart_api()),
                 f"Redis down {args.outage_s:g} s": lambda: chaos.mid_job(6, outage),
+                f"step Redis down {args.outage_s:g} s": lambda: chaos.mid_job(7, step_outage),
                 "cancel": chaos.cancel,
                 "data set missing": lambda: chaos.missing_data(work / "data"),
             }

@@ -33,6 +33,7 @@ from pydantic import SecretStr
 
 from worker.celery_app import SERVE_BLOCKS, create_app
 from worker.cluster import LocalCluster
+from worker.connection import step_data
 from worker.coordinator import FanoutGradient
 from worker.settings import Settings
 from zdl.datasets import load_mnist
@@ -94,7 +95,8 @@ def fanout_overhead(cluster: LocalCluster, data: Any, steps: int) -> None:
                 app.send_task(SERVE_BLOCKS, args=[start.to_dict()], queue=cluster.settings.blocks_queue,
                               producer=producer)
 
-    fanout = FanoutGradient(client, cluster.settings, "bench-overhead", param_shapes(net.params), "numerical", 2, send)
+    fanout = FanoutGradient(client, step_data(cluster.settings), cluster.settings, "bench-overhead",
+                            param_shapes(net.params), "numerical", 2, send)
     rng = np.random.default_rng(0)
     overheads, walls, blocks = [], [], []
     for step in range(steps + 20):

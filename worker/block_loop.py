@@ -28,6 +28,7 @@ import redis
 from worker.blocks import BlockRequest, compute_group
 from worker.keys import RunKeys
 from worker.settings import Settings
+from worker.transfer import StepData
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,14 @@ def encode_request(request: BlockRequest) -> bytes:
     return json.dumps(request.to_dict()).encode()
 
 
-def serve(client: redis.Redis, settings: Settings, start: LoopStart, worker: str,
+def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopStart, worker: str,
           stopping: Callable[[], bool] = lambda: False) -> int:
-    """Serve the run's requests until it is time to end (see the module docstring); returns how many."""
+    """Serve the run's requests until it is time to end (see the module docstring); returns how many.
+
+    client: the main Redis (the Celery queues); data: where the run's requests and arrays are.
+    """
     keys = start.keys
-    if not client.eval(_ENTER, 1, keys.loops, start.loop_id, worker):
+    if not data.client.eval(_ENTER, 1, keys.loops, start.loop_id, worker):
         log.info("job %s: loop %s is no longer wanted; ending", start.job_id, start.loop_id)
         return 0
     served = 0
@@ -80,7 +84,7 @@ def serve(client: redis.Redis, settings: Settings, start: LoopStart, worker: str
     next_turn_check = last_request + settings.block_loop_slice_s
     while not stopping():
         try:
-            item = client.blpop([keys.requests], timeout=settings.block_poll_s)
+            item = data.client.blpop([keys.requests], timeout=settings.block_poll_s)
         except redis.RedisError as exc:  # Redis away: the coordinator resumes the job as a new run anyway
             log.warning("job %s: block loop lost Redis (%s)", start.job_id, exc)
             if time.monotonic() - last_request >= settings.block_loop_idle_s:
@@ -90,40 +94,40 @@ def serve(client: redis.Redis, settings: Settings, start: LoopStart, worker: str
         now = time.monotonic()
         if item is None:
             if now - last_request >= settings.block_loop_idle_s or _others_waiting(client, settings) or \
-                    not client.hexists(keys.loops, start.loop_id):
+                    not data.client.hexists(keys.loops, start.loop_id):
                 break
             continue
         if item[1] == STOP:
             break
-        served += _serve_one(client, settings, start, item[1], worker)
+        served += _serve_one(data, settings, start, item[1], worker)
         last_request = time.monotonic()
         if last_request >= next_turn_check:
             next_turn_check = last_request + settings.block_loop_slice_s
             if _others_waiting(client, settings):
                 break
-    return served + _leave(client, settings, start, worker)
+    return served + _leave(data, settings, start, worker)
 
 
-def _leave(client: redis.Redis, settings: Settings, start: LoopStart, worker: str) -> int:
+def _leave(data: StepData, settings: Settings, start: LoopStart, worker: str) -> int:
     """Leave the loops hash and pop the list atomically, serving what was popped, until nothing is left."""
     served = 0
     while True:
-        with client.pipeline(transaction=True) as pipe:
+        with data.client.pipeline(transaction=True) as pipe:
             pipe.hdel(start.keys.loops, start.loop_id)
             pipe.lpop(start.keys.requests)
             _, raw = pipe.execute()
         if raw is None or raw == STOP:
             return served
-        served += _serve_one(client, settings, start, raw, worker)
+        served += _serve_one(data, settings, start, raw, worker)
 
 
-def _serve_one(client: redis.Redis, settings: Settings, start: LoopStart, raw: bytes, worker: str) -> int:
+def _serve_one(data: StepData, settings: Settings, start: LoopStart, raw: bytes, worker: str) -> int:
     try:
         request = BlockRequest.from_dict(json.loads(raw))
     except (ValueError, KeyError, TypeError) as exc:
         log.error("job %s: dropping a malformed block request (%s)", start.job_id, exc)
         return 0
-    compute_group(client, settings, request, worker)
+    compute_group(data, settings, request, worker)
     return 1
 
 

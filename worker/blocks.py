@@ -16,13 +16,11 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import redis
 from numpy.typing import NDArray
 
-from worker import stats
 from worker.keys import StepKeys
 from worker.settings import Settings
-from worker.transfer import ArrayRef, push_unlogged
+from worker.transfer import ArrayRef, StepData
 from zdl.engine import Block, block_groups, blocks_gradient
 from zdl.nets import PARAM_NAMES
 
@@ -93,7 +91,7 @@ def group_blocks(shapes: ShapeItems, n_groups: int, group: int) -> tuple[Block, 
     return groups[group]
 
 
-def compute_group(client: redis.Redis, settings: Settings, request: BlockRequest, worker: str) -> float | None:
+def compute_group(data: StepData, settings: Settings, request: BlockRequest, worker: str) -> float | None:
     """Compute the request's blocks and notify the coordinator; returns compute seconds (None if skipped).
 
     A step whose arrays are gone (cancelled, finished, or expired) is skipped: nobody waits for it.
@@ -101,7 +99,7 @@ def compute_group(client: redis.Redis, settings: Settings, request: BlockRequest
     """
     keys = request.keys
     refs = [*(request.params[name] for name in PARAM_NAMES), request.x, request.t]
-    with client.pipeline(transaction=False) as pipe:  # claim the group and read the arrays: one round trip
+    with data.client.pipeline(transaction=False) as pipe:  # claim the group and read the arrays: one round trip
         pipe.hset(keys.claims, str(request.group), worker)
         pipe.expire(keys.claims, settings.step_key_ttl_s)
         pipe.mget([ref.key for ref in refs])
@@ -122,10 +120,8 @@ def compute_group(client: redis.Redis, settings: Settings, request: BlockRequest
         values = None
     seconds = time.perf_counter() - began
     notice["seconds"] = seconds
-    with client.pipeline(transaction=False) as pipe:
-        if values is not None:
-            stats.block_seconds(settings).observe(pipe, seconds)
-        push_unlogged(pipe, keys.done, encode_notice(notice, values), settings.step_key_ttl_s)
+    with data.client.pipeline(transaction=False) as pipe:
+        data.push(pipe, keys.done, encode_notice(notice, values), settings.step_key_ttl_s)
         pipe.execute()
     return seconds
 

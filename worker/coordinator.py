@@ -1,13 +1,14 @@
 """The fan-out gradient: the same `gradient_fn` the local trainer uses, computed by block workers.
 
-Each call is one training step. The coordinator writes the parameters and the batch to Redis under
-per-step keys and pushes one request per group (`zdl.engine.block_groups`) onto the run's request list,
-which block loops (worker/block_loop.py, one Celery task each, started only when the run has fewer than
-it wants) pop the moment they arrive. It then BLPOPs on the step's completion list: a notice, carrying
-the group's values, arrives the moment a group is done, so no time is lost to result polling
-(GroupResult.get() sleeps in 0.5 s steps), to fetching results, or to a Celery message per block. Every
-entry is computed by `zdl.engine.blocks_gradient`, whose bits do not depend on how blocks are grouped,
-so the weights are bit-identical to a local run.
+Each call is one training step. The coordinator writes the parameters and the batch to the step Redis
+(`StepData`: a server of its own, or the main one) under per-step keys and pushes one request per group
+(`zdl.engine.block_groups`) onto the run's request list, which block loops (worker/block_loop.py, one
+Celery task each, started only when the run has fewer than it wants) pop the moment they arrive. It
+then BLPOPs on the step's completion list: a notice, carrying the group's values, arrives the moment a
+group is done, so no time is lost to result polling (GroupResult.get() sleeps in 0.5 s steps), to
+fetching results, or to a Celery message per block. Every entry is computed by
+`zdl.engine.blocks_gradient`, whose bits do not depend on how blocks are grouped, so the weights are
+bit-identical to a local run.
 
 Requests that are not back in time are pushed again: at once if the worker that claimed them has stopped
 heartbeating, after `block_timeout_s` if nobody has claimed them; loops whose worker died, or whose
@@ -32,7 +33,7 @@ from worker.blocks import BlockRequest, all_groups, decode_notice
 from worker.heartbeat import alive_workers, recently_lost_workers
 from worker.keys import RunKeys, StepKeys
 from worker.settings import Settings
-from worker.transfer import put_array
+from worker.transfer import StepData
 from zdl.engine import assemble
 from zdl.engine.blocks import Shapes
 from zdl.nets import PARAM_NAMES
@@ -56,22 +57,25 @@ class BlockFailed(RuntimeError):
 class FanoutGradient:
     """`(params, x, t) -> {W1, b1, W2, b2}` computed by block loops; one call per training step.
 
+    client: the main Redis (worker heartbeats, the cancel flag); data: where step data goes.
     send: starts block loops (Celery tasks on the blocks queue in production).
-    cancel_flag: (hash key, field) that reads b"1" once the job is to stop; read with every step's
-        writes (no extra round trip) and while waiting for blocks; raises JobCancelled.
-    After each call, `last_wall_s` is the call's wall time and `last_block_max_s` the slowest block's
-    compute time as its worker measured it; their difference is the fan-out overhead.
+    cancel_flag: (hash key, field) that reads b"1" once the job is to stop; read while waiting for
+        blocks (the job's reporter reads it between steps); raises JobCancelled.
+    After each call, `last_wall_s` is the call's wall time, `last_block_seconds` each group's compute
+    time as its worker measured it and `last_block_max_s` the slowest; wall time minus the slowest
+    block is the fan-out overhead.
     """
 
-    def __init__(self, client: redis.Redis, settings: Settings, job_id: str, shapes: Shapes, method: str,
-                 n_groups: int, send: StartLoops, cancel_flag: tuple[str, str] | None = None) -> None:
-        self.client, self.settings, self.job_id, self.method = client, settings, job_id, method
+    def __init__(self, client: redis.Redis, data: StepData, settings: Settings, job_id: str, shapes: Shapes,
+                 method: str, n_groups: int, send: StartLoops, cancel_flag: tuple[str, str] | None = None) -> None:
+        self.client, self.data, self.settings, self.job_id, self.method = client, data, settings, job_id, method
         self.shapes = dict(shapes)
         self.n_groups = n_groups
         self.send, self.cancel_flag = send, cancel_flag
         self.step = 0
         self.run = 1  # the job's run (attempt): a resumed job's step keys never collide with its earlier run's
         self.last_wall_s = self.last_block_max_s = 0.0
+        self.last_block_seconds: list[float] = []
         self.loops_started = 0
         self._wanted_loops = 0  # one per live block worker, at most one per group; 0 until first counted
         self._counted_at = -math.inf  # when live block workers were last counted (monotonic)
@@ -99,7 +103,8 @@ class FanoutGradient:
         values = np.concatenate([results[group][1] for group in range(self.n_tasks)])
         grads = {name: values[index] for name, index in self._gather.items()}
         self.step += 1
-        self.last_block_max_s = max(seconds for seconds, _ in results.values())
+        self.last_block_seconds = [seconds for seconds, _ in results.values()]
+        self.last_block_max_s = max(self.last_block_seconds)
         self.last_wall_s = time.perf_counter() - began
         return grads
 
@@ -107,7 +112,7 @@ class FanoutGradient:
         """Delete the last step's keys (earlier steps' go with the next step's writes) and end the run's
         loops: their hash goes, and a STOP per loop wakes them at once."""
         run_keys = RunKeys.of(self.settings, self.job_id, self.run)
-        with self.client.pipeline(transaction=False) as pipe:
+        with self.data.client.pipeline(transaction=False) as pipe:
             if self._stale:
                 pipe.delete(*self._stale)
             pipe.delete(run_keys.loops, run_keys.requests)
@@ -118,20 +123,18 @@ class FanoutGradient:
 
     def _publish(self, keys: StepKeys, run_keys: RunKeys, params: Mapping[str, NDArray[Any]], x: NDArray[Any],
                  t: NDArray[Any]) -> tuple[list[BlockRequest], int]:
-        """Write the step's arrays, push its requests, drop the previous step's keys, read the cancel flag
-        and count the run's loops: one round trip. Returns the requests and the loop count."""
+        """Write the step's arrays, push its requests, drop the previous step's keys and count the run's
+        loops: one round trip. Returns the requests and the loop count."""
         ttl = self.settings.step_key_ttl_s
-        with self.client.pipeline(transaction=False) as pipe:
-            refs = {name: put_array(pipe, keys.array(name), params[name], ttl) for name in PARAM_NAMES}
-            x_ref = put_array(pipe, keys.array("x"), x, ttl, pixels=True)
-            t_ref = put_array(pipe, keys.array("t"), t, ttl)
+        data = self.data
+        with data.client.pipeline(transaction=False) as pipe:
+            refs = {name: data.put_array(pipe, keys.array(name), params[name], ttl) for name in PARAM_NAMES}
+            x_ref = data.put_array(pipe, keys.array("x"), x, ttl, pixels=True)
+            t_ref = data.put_array(pipe, keys.array("t"), t, ttl)
             requests = [BlockRequest(self.job_id, self.step, k, self.n_groups, self.method, refs, x_ref, t_ref,
                                      keys.prefix) for k in range(self.n_tasks)]
             if self._stale:
                 pipe.unlink(*self._stale)  # freed by Redis in the background, not while we wait
-            cancel_at = len(pipe)
-            if self.cancel_flag is not None:
-                pipe.hget(*self.cancel_flag)
             pipe.expire(run_keys.loops, ttl)
             pipe.rpush(run_keys.requests, *map(encode_request, requests))  # after the arrays they point at
             loops_at = len(pipe)
@@ -139,8 +142,6 @@ class FanoutGradient:
             pipe.expire(run_keys.requests, ttl)
             replies = pipe.execute()
         self._stale = [*(ref.key for ref in refs.values()), x_ref.key, t_ref.key, keys.done, keys.claims]
-        if self.cancel_flag is not None and replies[cancel_at] == b"1":
-            raise JobCancelled(self.job_id)
         return requests, int(replies[loops_at])
 
     def _note_live_workers(self, alive: set[str]) -> None:
@@ -151,7 +152,7 @@ class FanoutGradient:
         """List `count` new loops as queued (so they are counted from now on), then send their Celery tasks."""
         starts = [LoopStart(self.job_id, run_keys.prefix, uuid.uuid4().hex[:12]) for _ in range(count)]
         queued = f"{_QUEUED}{time.time()}"
-        with self.client.pipeline(transaction=False) as pipe:
+        with self.data.client.pipeline(transaction=False) as pipe:
             pipe.hset(run_keys.loops, mapping={start.loop_id: queued for start in starts})
             pipe.expire(run_keys.loops, self.settings.step_key_ttl_s)
             pipe.execute()
@@ -164,7 +165,7 @@ class FanoutGradient:
         pending = {r.group: time.monotonic() for r in requests}  # group -> when it was (re)sent
         results: dict[int, tuple[float, NDArray[np.float64]]] = {}
         while pending:
-            item = self.client.blpop([keys.done], timeout=self.settings.block_poll_s)
+            item = self.data.client.blpop([keys.done], timeout=self.settings.block_poll_s)
             if item is None:
                 if self.cancel_flag is not None and self.client.hget(*self.cancel_flag) == b"1":
                     raise JobCancelled(self.job_id)
@@ -187,7 +188,7 @@ class FanoutGradient:
         a block worker has recently died, unclaimed groups (and queued loops) older than a heartbeat TTL
         count as lost too (a duplicate is harmless: the first notice wins and the values are the same).
         """
-        with self.client.pipeline(transaction=False) as pipe:
+        with self.data.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.claims)
             pipe.hgetall(run_keys.loops)
             claimed, listed = pipe.execute()
@@ -209,7 +210,7 @@ class FanoutGradient:
             log.warning("job %s step %d: pushing block groups %s again (claimed by %s; alive: %s); replacing "
                         "loops %s", self.job_id, self.step, lost, {g: claims.get(g) for g in lost}, sorted(alive),
                         {loop: loops[loop] for loop in lost_loops})
-        with self.client.pipeline(transaction=False) as pipe:
+        with self.data.client.pipeline(transaction=False) as pipe:
             if any(g in claims for g in lost):
                 pipe.hdel(keys.claims, *(str(g) for g in lost if g in claims))
             if lost:

@@ -55,15 +55,13 @@ def kill_coordinator(cluster: LocalCluster, job_id: str, whole_worker: bool) -> 
     return worker.name
 
 
-def redis_outage(cluster: LocalCluster, seconds: float) -> float:
-    """Stop Redis (SIGTERM: it flushes its append-only file), wait `seconds`, start it again on the same port
-    and files; returns how long it was unreachable."""
-    assert cluster.redis is not None and cluster.redis_port is not None, "the cluster does not run its own Redis"
+def redis_outage(cluster: LocalCluster, seconds: float, step: bool = False) -> float:
+    """Stop Redis (SIGTERM: it flushes its append-only file), or the step Redis (which comes back empty), wait
+    `seconds`, start it again on the same port and files; returns how long it was unreachable."""
+    server = cluster.step_redis if step else cluster.redis
+    assert server is not None, "the cluster does not run that Redis itself"
     began = time.monotonic()
-    processes.stop([cluster.redis])
+    processes.stop([server])
     time.sleep(seconds)
-    cluster.redis = processes.start_redis(cluster.redis_port, cluster.state_dir / "redis", cluster.log_dir,
-                                          persist=cluster.persist)
-    port = cluster.redis_port
-    processes.wait_until(lambda: processes.port_open(port), 30, "redis-server", [cluster.redis])
+    cluster.start_redis(step=step, timeout_s=30)
     return time.monotonic() - began

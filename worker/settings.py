@@ -10,7 +10,7 @@ import hashlib
 import ipaddress
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZDL_", extra="ignore")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: The Redis that carries each step's data (arrays, block requests, completion notices): transient,
+    #: ~1 MB per step through it, so best a server of its own without persistence (`zdl cluster up` and
+    #: docker-compose.yml run one). Empty: `redis_url`, where step data is then written by scripts that
+    #: keep it out of the append-only file (at about twice the cost per write).
+    step_redis_url: str = ""
     key_prefix: str = "zdl"
 
     #: Comma-separated API keys; each key owns the jobs it creates. Empty: no keys, and then the API may
@@ -75,11 +80,14 @@ class Settings(BaseSettings):
     #: Request bodies larger than this are refused with 413 (a job body is a few hundred bytes).
     max_body_bytes: int = Field(default=65536, ge=1024)
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "step_redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"ZDL_REDIS_URL must start with redis://, rediss:// or unix://, got {value!r}")
+    def _redis_scheme(cls, value: str, info: ValidationInfo) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"ZDL_{str(info.field_name).upper()} must start with redis://, rediss:// or unix://, "
+                             f"got {value!r}")
+        if not value and info.field_name == "redis_url":
+            raise ValueError("ZDL_REDIS_URL must not be empty")
         return value
 
     @model_validator(mode="after")
@@ -89,6 +97,11 @@ class Settings(BaseSettings):
             raise ValueError(f"ZDL_API_KEYS is empty, so the API may only listen on 127.0.0.1 (or ::1), not "
                              f"ZDL_API_HOST={self.api_host!r}: set ZDL_API_KEYS=<key>[,<key>...] first")
         return self
+
+    @property
+    def step_url(self) -> str:
+        """Where step data goes: the step Redis, or the main one when none is set."""
+        return self.step_redis_url or self.redis_url
 
     @property
     def api_key_hashes(self) -> tuple[bytes, ...]:

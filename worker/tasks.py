@@ -10,7 +10,7 @@ from celery.worker import state
 from worker import block_loop, jobs
 from worker.block_loop import LoopStart
 from worker.celery_app import RUN_JOB, SERVE_BLOCKS, app
-from worker.connection import redis_client
+from worker.connection import redis_client, step_data
 from worker.settings import get_settings
 from worker.store import JobStore
 
@@ -19,14 +19,14 @@ from worker.store import JobStore
 def run_job(self: Task, job_id: str) -> str | None:
     """Coordinate one job to its end (queue zdl.coordinator). Deterministic failures end the job, no retry."""
     client, settings = redis_client(), get_settings()
-    return jobs.run_job(job_id, client=client, store=JobStore(client, settings), send=start_loops,
-                        worker=self.request.hostname or "unknown")
+    return jobs.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
+                        send=start_loops, worker=self.request.hostname or "unknown")
 
 
 @app.task(name=SERVE_BLOCKS, bind=True)
 def serve_blocks(self: Task, start: dict[str, Any]) -> int:
     """Serve one job run's block requests until idle (queue zdl.blocks); arrays come and go through Redis."""
-    return block_loop.serve(redis_client(), get_settings(), LoopStart.from_dict(start),
+    return block_loop.serve(redis_client(), step_data(), get_settings(), LoopStart.from_dict(start),
                             self.request.hostname or "unknown", stopping=worker_stopping)
 
 

@@ -4,6 +4,10 @@ Requests stay small JSON (a message must never carry pickles or megabytes); the 
 written once by the coordinator and read by every block loop, all with an expiry. A batch of normalized
 pixels travels as its uint8 codes (`zdl.pixels`, a quarter of float32's bytes) when they give back
 exactly the same bits.
+
+Step data goes to the step Redis (`Settings.step_redis_url`), a server without persistence, with plain
+SET and RPUSH. Where there is none and it shares the Redis that keeps job records in an append-only
+file, it is written by scripts that keep it out of that file; `StepData` knows which.
 """
 
 from __future__ import annotations
@@ -70,19 +74,37 @@ class ArrayRef:
         return normalize_pixels(array, dtype) if self.pixels else array
 
 
-def put_array(pipe: redis.client.Pipeline, key: str, array: NDArray[Any], ttl_s: int,
-              pixels: bool = False) -> ArrayRef:
-    """Queue a SET of the array's C-order bytes on `pipe`; returns the reference to send instead.
+@dataclass(frozen=True)
+class StepData:
+    """The Redis that carries step data, and how to write to it.
 
-    pixels: try to store it as pixel codes (for a batch of images; falls back to raw bytes).
+    unlogged: the server also keeps job records (no step Redis is configured), so writes go through
+    scripts that keep them out of its append-only file and replicas (`redis.set_repl`); a step Redis
+    of its own takes plain writes, about twice as fast for the ~300 KB values of a step.
     """
-    array = np.asarray(array)
-    codes = pack_pixels(array) if pixels else None
-    stored = array if codes is None else codes
-    pipe.eval(_SET_UNLOGGED, 1, key, stored.tobytes(order="C"), ttl_s)
-    return ArrayRef(key, array.dtype.str, tuple(array.shape), codes is not None)
 
+    client: redis.Redis
+    unlogged: bool
 
-def push_unlogged(pipe: redis.client.Pipeline, key: str, value: bytes, ttl_s: int) -> None:
-    """Queue an RPUSH of transient data (a completion notice) on `pipe`, with an expiry, kept out of the AOF."""
-    pipe.eval(_PUSH_UNLOGGED, 1, key, value, ttl_s)
+    def put_array(self, pipe: redis.client.Pipeline, key: str, array: NDArray[Any], ttl_s: int,
+                  pixels: bool = False) -> ArrayRef:
+        """Queue a SET of the array's C-order bytes on `pipe`; returns the reference to send instead.
+
+        pixels: try to store it as pixel codes (for a batch of images; falls back to raw bytes).
+        """
+        array = np.asarray(array)
+        codes = pack_pixels(array) if pixels else None
+        stored = (array if codes is None else codes).tobytes(order="C")
+        if self.unlogged:
+            pipe.eval(_SET_UNLOGGED, 1, key, stored, ttl_s)
+        else:
+            pipe.set(key, stored, ex=ttl_s)
+        return ArrayRef(key, array.dtype.str, tuple(array.shape), codes is not None)
+
+    def push(self, pipe: redis.client.Pipeline, key: str, value: bytes, ttl_s: int) -> None:
+        """Queue an RPUSH of transient data (a completion notice) on `pipe`, with an expiry."""
+        if self.unlogged:
+            pipe.eval(_PUSH_UNLOGGED, 1, key, value, ttl_s)
+        else:
+            pipe.rpush(key, value)
+            pipe.expire(key, ttl_s)

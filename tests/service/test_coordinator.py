@@ -8,7 +8,9 @@ import redis
 
 from worker.block_loop import LoopStart
 from worker.celery_app import SERVE_BLOCKS, create_app
+from worker.connection import step_data
 from worker.coordinator import BlockFailed, FanoutGradient
+from worker.keys import RunKeys
 from zdl.engine import block_groups, gradient, param_shapes
 from zdl.nets import TwoLayerNet
 
@@ -39,8 +41,8 @@ def fanout_for(cluster):
                 app.send_task(SERVE_BLOCKS, args=[start.to_dict()], queue=cluster.settings.blocks_queue)
 
         settings = cluster.settings.model_copy(update=overrides)
-        return FanoutGradient(client, settings, f"test-{n_groups}-{method}", param_shapes(params), method, n_groups,
-                              send), dropped
+        return FanoutGradient(client, step_data(settings), settings, f"test-{n_groups}-{method}", param_shapes(params),
+                              method, n_groups, send), dropped
 
     yield make
     client.close()
@@ -77,12 +79,14 @@ def test_loops_are_kept_across_steps_and_end_on_close(fanout_for, step_inputs, c
     for _ in range(5):
         fanout(params, x, t)
     assert fanout.loops_started == 2  # two workers: two loops, started once
-    client = redis.Redis.from_url(cluster.settings.redis_url)
-    loops_key = f"{cluster.settings.key_prefix}:run:{fanout.job_id}:1:loops"
-    assert client.hlen(loops_key) == 2
-    fanout.close()
-    assert client.hlen(loops_key) == 0
-    assert client.llen(cluster.settings.blocks_queue) == 0
+    loops = RunKeys.of(cluster.settings, fanout.job_id).loops
+    assert cluster.settings.step_redis_url  # the run's keys are on the step Redis, the Celery queue is not
+    with redis.Redis.from_url(cluster.settings.step_redis_url) as data, \
+            redis.Redis.from_url(cluster.settings.redis_url) as main:
+        assert data.hlen(loops) == 2
+        fanout.close()
+        assert data.hlen(loops) == 0
+        assert main.llen(cluster.settings.blocks_queue) == 0 and not main.exists(loops)
 
 
 def test_lost_loop_starts_are_sent_again(fanout_for, step_inputs) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from worker import faults
+from worker import faults, processes
 from worker.cluster import LocalCluster
 from worker.processes import redis_server_binary
 from worker.settings import Settings
@@ -133,41 +133,49 @@ def test_restart_the_api_mid_job(fault_cluster, client, bits_equal) -> None:
     assert bits_equal(client, done)
 
 
-def test_redis_outage_mid_job(fault_cluster, client, bits_equal) -> None:
+@pytest.mark.parametrize("which", ["redis", "step_redis"])
+def test_redis_outage_mid_job(fault_cluster, client, bits_equal, which: str) -> None:
+    """The main Redis comes back with its append-only file; the step Redis comes back empty (the job
+    resumes from its checkpoint as a new run)."""
     job = submit(client)
     wait(client, job["id"], at_iteration(60))
     began = time.monotonic()
-    processes_before = [p.pid for p in fault_cluster.processes if p.name != "redis"]
-    assert fault_cluster.redis is not None
-    from worker import processes
-
-    processes.stop([fault_cluster.redis])
+    servers = {"redis", "redis-steps"}
+    processes_before = [p.pid for p in fault_cluster.processes if p.name not in servers]
+    server = getattr(fault_cluster, which)
+    assert server is not None
+    processes.stop([server])
     ready = client.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["redis"].startswith("unreachable"), ready.text
-    assert client.get(f"/v1/jobs/{job['id']}").status_code == 503
+    assert ready.status_code == 503 and ready.json()[which].startswith("unreachable"), ready.text
+    if which == "redis":
+        assert client.get(f"/v1/jobs/{job['id']}").status_code == 503
     time.sleep(3)
-    fault_cluster.redis = processes.start_redis(fault_cluster.redis_port or 0, fault_cluster.state_dir / "redis",
-                                                fault_cluster.log_dir, persist=True)
+    fault_cluster.start_redis(step=which == "step_redis")
     done = wait(client, job["id"], finished, timeout=60)
     recovered = time.monotonic() - began
     assert_complete(client, done)
     assert bits_equal(client, done)
     assert recovered < 30
-    assert [p.pid for p in fault_cluster.processes if p.name != "redis"] == processes_before  # all reconnected
+    if which == "step_redis":
+        assert done["runs"] >= 2 and done["resumed_from"] >= 55
+    assert [p.pid for p in fault_cluster.processes if p.name not in servers] == processes_before  # all reconnected
     assert client.get("/readyz").status_code == 200
 
 
 def test_cancel_stops_within_2_s_and_drops_the_blocks(fault_cluster, client) -> None:
     job = submit(client, {**LONG_JOB, "training": {**LONG_JOB["training"], "iters": 100_000}})
     wait(client, job["id"], at_iteration(10))
+    store = redis.Redis.from_url(fault_cluster.settings.redis_url)
+    steps = redis.Redis.from_url(fault_cluster.settings.step_url)
+    step_keys = f"{fault_cluster.settings.key_prefix}:step:{job['id']}:*"
+    assert any(steps.scan_iter(step_keys))  # the running job's current step
     asked = time.monotonic()
     assert client.post(job["links"]["cancel"]).status_code == 200
     done = wait(client, job["id"], finished, timeout=10)
     assert done["status"] == "cancelled" and time.monotonic() - asked < 2.0
     time.sleep(0.5)
-    store = redis.Redis.from_url(fault_cluster.settings.redis_url)
-    arrays = [k for k in store.scan_iter(f"{fault_cluster.settings.key_prefix}:step:{job['id']}:*")
-              if not k.endswith((b":done", b":claims"))]
+    assert [k for k in store.scan_iter(step_keys)] == []  # step data never goes to the main Redis
+    arrays = [k for k in steps.scan_iter(step_keys) if not k.endswith((b":done", b":claims"))]
     assert arrays == []  # a request still queued finds no arrays and is skipped
     assert not store.exists(f"{fault_cluster.settings.key_prefix}:job:{job['id']}:lease")
 

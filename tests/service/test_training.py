@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from worker.cluster import LocalCluster
 from zdl.io import load_weights
 from zdl.train import TrainConfig, Trainer
 
@@ -79,3 +80,30 @@ def test_missing_dataset_fails_with_a_readable_error(job_without_data) -> None:
     assert job["status"] == "failed"
     assert "mnist" in job["error"] and "Traceback" not in job["error"]
     assert job["progress"]["iteration"] == 0
+
+
+@pytest.fixture(scope="module")
+def one_redis_cluster(service_root, service_env, fast_settings):
+    with LocalCluster(service_root / "one-redis", block_workers=2, port=0, settings=fast_settings, persist=True,
+                      step_redis=False, env=service_env) as running:
+        yield running
+
+
+class TestOneRedisForEverything:
+    """Without a step Redis (ZDL_STEP_REDIS_URL empty) step data goes through the main Redis, written by
+    scripts that keep it out of its append-only file; jobs come out the same."""
+
+    @pytest.fixture
+    def cluster(self, one_redis_cluster):  # the fixtures of the session's cluster (api, submit...) use this one
+        return one_redis_cluster
+
+    def test_bit_identical_and_no_step_arrays_on_disk(self, cluster, submit, wait_for, api, local_data) -> None:
+        assert not cluster.settings.step_redis_url and cluster.step_redis is None
+        job = wait_for(submit(gradient={"blocks": 3})["id"])
+        assert job["status"] == "succeeded", job
+        served = served_weights(api, job)
+        assert_bit_identical(served, local_weights(local_data, job))
+        aof = b"".join(path.read_bytes() for path in (cluster.state_dir / "redis").rglob("*.aof"))
+        assert job["id"].encode() in aof  # the job's record is there
+        # 30 steps of parameters written to the log would be 30 x W1's bytes at least
+        assert len(aof) < 10 * served["W1"].nbytes, len(aof)
