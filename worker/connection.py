@@ -26,6 +26,4 @@ def redis_client(url: str | None = None) -> redis.Redis:
 def step_data(settings: Settings | None = None) -> StepData:
     """Where this process reads and writes step data: the step Redis, or the main one if none is set."""
     settings = settings or get_settings()
-    if settings.step_redis_url:
-        return StepData(redis_client(settings.step_redis_url), unlogged=False)
-    return StepData(redis_client(settings.redis_url), unlogged=True)
+    return StepData(redis_client(settings.step_url), unlogged=not settings.step_redis_url)
