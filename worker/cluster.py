@@ -104,7 +104,8 @@ class LocalCluster:
         return self
 
     def start_redis(self, step: bool = False, timeout_s: float = 60.0) -> Managed:
-        """Start (or start again, after a stop) this cluster's Redis, or its step Redis, and wait for its port."""
+        """Start (or start again, after a stop) this cluster's Redis, or its step Redis, and wait until it
+        answers (after loading its append-only file)."""
         port = self.step_redis_port if step else self.redis_port
         if port is None:
             raise RuntimeError(f"this cluster runs no {'step ' if step else ''}Redis of its own")
@@ -112,7 +113,7 @@ class LocalCluster:
         server = processes.start_redis(port, self.state_dir / name, self.log_dir, persist=self.persist and not step,
                                        name=name)
         setattr(self, "step_redis" if step else "redis", server)
-        processes.wait_until(lambda: processes.port_open(port), timeout_s, f"redis-server ({name})", [server])
+        processes.wait_until(lambda: processes.redis_ready(port), timeout_s, f"redis-server ({name})", [server])
         return server
 
     def scale_blocks(self, n: int, timeout_s: float = 60.0) -> None:

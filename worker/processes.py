@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 log = logging.getLogger(__name__)
 
 #: Every worker is single-threaded. Block workers: N workers on N cores. The coordinator too: idle
@@ -150,6 +152,16 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         with socket.create_connection((host, port), timeout=0.2):
             return True
     except OSError:
+        return False
+
+
+def redis_ready(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a Redis on the port answers PING: a server loading its append-only file has its port open
+    but answers LOADING (BusyLoadingError) until it is done."""
+    try:
+        with redis.Redis(host=host, port=port, socket_connect_timeout=0.2, socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis.ConnectionError:  # BusyLoadingError is one
         return False
 
 

@@ -73,7 +73,7 @@ def test_step_data_stays_out_of_the_append_only_file(tmp_path, unlogged: bool) -
     port = processes.free_port()
     server = processes.start_redis(port, tmp_path / "data", tmp_path / "logs", persist=True)
     try:
-        processes.wait_until(lambda: processes.port_open(port), 20, "redis", [server])
+        processes.wait_until(lambda: processes.redis_ready(port), 20, "redis", [server])
         with redis.Redis(port=port) as client:
             data = StepData(client, unlogged=unlogged)
             client.set("record-kept", b"job")
