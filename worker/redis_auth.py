@@ -1,0 +1,30 @@
+"""Who may do what on the service's Redis servers: one application user, and no administration through it.
+
+`zdl cluster up` and docker-compose.yml start every Redis with its `default` user switched off (a client
+without the password gets NOAUTH) and one user, `zdl`, for the API and the workers. The service never
+reconfigures, saves, replicates, flushes or stops a Redis, so that user may not either: whoever learns its
+password cannot turn Redis into a way to write files (`CONFIG SET dir`), load code (`MODULE LOAD`) or wipe
+every tenant's jobs. The rules are written to an ACL file readable only by its owner, never put on a
+command line, where any local user could read them in the process list.
+"""
+
+from __future__ import annotations
+
+APP_USER = "zdl"
+
+#: Commands the application's user may not run (Redis 6.2 and 7 know them all).
+DENIED_COMMANDS = (
+    "config", "module", "shutdown", "flushall", "flushdb", "debug", "acl", "save", "bgsave", "bgrewriteaof",
+    "replicaof", "slaveof", "monitor", "sync", "psync", "failover", "migrate", "restore", "swapdb",
+)
+
+#: Everything else on every key and channel (`&*`: pub/sub channels, needed for job events).
+APP_USER_RULES = ("on", "~*", "&*", "+@all", *(f"-{command}" for command in DENIED_COMMANDS))
+
+
+def acl_file_text(password: str) -> str:
+    """An ACL file (`redis-server --aclfile`) with the default user off and the application's user."""
+    if not password or any(c.isspace() for c in password):
+        raise ValueError("the Redis password must be non-empty and contain no whitespace")
+    rules = " ".join((APP_USER_RULES[0], f">{password}", *APP_USER_RULES[1:]))
+    return f"user default off\nuser {APP_USER} {rules}\n"
