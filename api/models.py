@@ -101,6 +101,7 @@ class JobOut(BaseModel):
     runs: int | None = Field(default=None, description="coordinator runs: more than 1 if the job was resumed")
     resumed_from: int | None = Field(default=None, description="the checkpoint's iteration of the last resume")
     error: str | None = None
+    diverged: bool = Field(default=False, description="the loss became NaN or infinite, and the job was stopped")
     links: Links
 
     @classmethod
@@ -113,6 +114,7 @@ class JobOut(BaseModel):
             timings=Timings(**{**_pick(record, Timings), **_times(record)}),
             blocks=record.get("blocks"), worker=record.get("worker"), runs=record.get("runs"),
             resumed_from=record.get("resumed_from"), error=record.get("error") or None,
+            diverged=bool(record.get("diverged")),
             links=Links(self=path, history=f"{path}/history", weights=f"{path}/weights", events=f"{path}/events",
                         cancel=f"{path}/cancel"),
         )
@@ -140,6 +142,7 @@ class HistoryOut(BaseModel):
 class ErrorOut(BaseModel):
     detail: str
     errors: list[dict[str, Any]] | None = None
+    request_id: str | None = Field(default=None, description="on server-side failures: the id of the log entry")
 
 
 def _pick(record: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from worker import keys
 from worker.blocks import BlockRequest, compute_group
 from worker.keys import RunKeys
 from worker.settings import Settings
@@ -47,22 +48,24 @@ return 0
 
 @dataclass(frozen=True)
 class LoopStart:
-    """What a loop's Celery message carries (as JSON): which run to serve, and the loop's id in its hash."""
+    """What a loop's Celery message carries (as JSON): which run to serve, the loop's id in its hash, and the
+    job's owner (whose number of running jobs sets the loop's share of a worker)."""
 
     job_id: str
     run_prefix: str
     loop_id: str
+    owner: str = ""
 
     @property
     def keys(self) -> RunKeys:
         return RunKeys(self.run_prefix)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "run_prefix": self.run_prefix, "loop_id": self.loop_id}
+        return {"job_id": self.job_id, "run_prefix": self.run_prefix, "loop_id": self.loop_id, "owner": self.owner}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LoopStart:
-        return cls(str(data["job_id"]), str(data["run_prefix"]), str(data["loop_id"]))
+        return cls(str(data["job_id"]), str(data["run_prefix"]), str(data["loop_id"]), str(data.get("owner", "")))
 
 
 def encode_request(request: BlockRequest) -> bytes:
@@ -80,8 +83,9 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
         log.info("job %s: loop %s is no longer wanted; ending", start.job_id, start.loop_id)
         return 0
     served = 0
+    slice_s = turn_length(client, settings, start.owner)
     last_request = time.monotonic()
-    next_turn_check = last_request + settings.block_loop_slice_s
+    next_turn_check = last_request + slice_s
     while not stopping():
         try:
             item = data.client.blpop([keys.requests], timeout=settings.block_poll_s)
@@ -102,7 +106,7 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
         served += _serve_one(data, settings, start, item[1], worker)
         last_request = time.monotonic()
         if last_request >= next_turn_check:
-            next_turn_check = last_request + settings.block_loop_slice_s
+            next_turn_check = last_request + slice_s
             if _others_waiting(client, settings):
                 break
     return served + _leave(data, settings, start, worker)
@@ -127,8 +131,31 @@ def _serve_one(data: StepData, settings: Settings, start: LoopStart, raw: bytes,
     except (ValueError, KeyError, TypeError) as exc:
         log.error("job %s: dropping a malformed block request (%s)", start.job_id, exc)
         return 0
-    compute_group(data, settings, request, worker)
+    try:
+        compute_group(data, settings, request, worker)
+    except redis.RedisError:
+        hand_back(data, start, request, raw)
+        raise
     return 1
+
+
+def hand_back(data: StepData, start: LoopStart, request: BlockRequest, raw: bytes) -> None:
+    """Put a request this loop cannot finish back at the head of the run's list, unclaimed, for another loop
+    (best effort: with Redis away, the coordinator re-sends it once it is back)."""
+    try:
+        with data.client.pipeline(transaction=False) as pipe:
+            pipe.hdel(request.keys.claims, str(request.group))
+            pipe.lpush(start.keys.requests, raw)
+            pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("job %s: could not hand block group %d back (%s)", start.job_id, request.group, exc)
+
+
+def turn_length(client: redis.Redis, settings: Settings, owner: str) -> float:
+    """How long a loop may keep its worker while other loops wait: `block_loop_slice_s` shared among the
+    owner's running jobs, so that each API key, not each job, gets an equal share of the block workers."""
+    running = client.zcard(keys.owner_index(settings, owner, "running")) if owner else 1
+    return settings.block_loop_slice_s / max(1, running)
 
 
 def _others_waiting(client: redis.Redis, settings: Settings) -> bool:

@@ -95,7 +95,9 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
     """Compute the request's blocks and notify the coordinator; returns compute seconds (None if skipped).
 
     A step whose arrays are gone (cancelled, finished, or expired) is skipped: nobody waits for it.
-    A deterministic failure (bad shapes, unknown method) is reported in the notice, not retried.
+    Any failure of the computation (bad shapes, unknown method, out of memory, a bug) is reported in the
+    notice at once, so the coordinator ends the job instead of waiting for a group that never comes; it
+    is not retried, since it would fail again.
     """
     keys = request.keys
     refs = [*(request.params[name] for name in PARAM_NAMES), request.x, request.t]
@@ -115,8 +117,9 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
     began = time.perf_counter()
     try:
         values = np.concatenate(blocks_gradient(request.blocks, params, x, t, request.method))
-    except (ValueError, KeyError) as exc:
-        notice["error"] = f"block group {request.group} of step {request.step}: {exc}"
+    except Exception as exc:
+        log.exception("job %s step %d: block group %d failed", request.job_id, request.step, request.group)
+        notice["error"] = f"block group {request.group} of step {request.step} failed: {_what_failed(exc)}"
         values = None
     seconds = time.perf_counter() - began
     notice["seconds"] = seconds
@@ -124,6 +127,15 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
         data.push(pipe, keys.done, encode_notice(notice, values), settings.step_key_ttl_s)
         pipe.execute()
     return seconds
+
+
+def _what_failed(exc: Exception) -> str:
+    """The part of a block failure its job's owner may read (the rest is in the worker's log)."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (ZDL_WORKER_MEMORY_MB)"
+    if isinstance(exc, (ValueError, KeyError)):
+        return str(exc)
+    return f"internal error ({type(exc).__name__})"
 
 
 def encode_notice(header: Mapping[str, Any], values: NDArray[np.float64] | None) -> bytes:

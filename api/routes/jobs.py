@@ -9,7 +9,7 @@ from sse_starlette import EventSourceResponse
 
 from api import events, jobs
 from api.auth import OwnerDep, require_owner
-from api.deps import AsyncRedisDep, JobDep, SettingsDep, StoreDep
+from api.deps import AsyncRedisDep, JobDep, JobId, SettingsDep, StoreDep, valid_job_id
 from api.models import ErrorOut, HistoryOut, JobCreate, JobOut, JobPage, JobStatus
 
 #: Every route needs a valid key (require_owner); a job of another key is a 404 like a missing one.
@@ -75,9 +75,10 @@ def get_weights(job: JobDep, store: StoreDep) -> Response:
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse)
-async def get_events(job_id: str, client: AsyncRedisDep, settings: SettingsDep, owner: OwnerDep) -> EventSourceResponse:
+async def get_events(job_id: JobId, client: AsyncRedisDep, settings: SettingsDep,
+                     owner: OwnerDep) -> EventSourceResponse:
     """Server-Sent Events: a `status` snapshot, then `progress` and `status` events until the job ends."""
-    snapshot = await events.snapshot(client, settings, job_id, owner)
+    snapshot = await events.snapshot(client, settings, valid_job_id(job_id), owner)
     if snapshot is None:
         raise HTTPException(404, "Job not found")
     return EventSourceResponse(events.stream(client, settings, job_id, snapshot), ping=15)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 import redis
@@ -9,7 +11,8 @@ import redis
 from worker.block_loop import LoopStart
 from worker.celery_app import SERVE_BLOCKS, create_app
 from worker.connection import step_data
-from worker.coordinator import BlockFailed, FanoutGradient
+from worker.coordinator import FanoutGradient
+from worker.errors import BlockFailed
 from worker.keys import RunKeys
 from zdl.engine import block_groups, gradient, param_shapes
 from zdl.nets import TwoLayerNet
@@ -41,7 +44,8 @@ def fanout_for(cluster):
                 app.send_task(SERVE_BLOCKS, args=[start.to_dict()], queue=cluster.settings.blocks_queue)
 
         settings = cluster.settings.model_copy(update=overrides)
-        return FanoutGradient(client, step_data(settings), settings, f"test-{n_groups}-{method}", param_shapes(params),
+        job_id = f"test-{n_groups}-{method}-{uuid.uuid4().hex[:8]}"  # loops of an earlier test never serve this one
+        return FanoutGradient(client, step_data(settings), settings, job_id, param_shapes(params),
                               method, n_groups, send), dropped
 
     yield make
