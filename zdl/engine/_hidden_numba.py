@@ -109,8 +109,8 @@ def hidden_accumulate(z1, e, s, e_t, labels, w2, w2t, w2_max, n_lo, n_hi, value,
         first = pair_start[n - n_lo]
         for q in range(first, pair_start[n - n_lo + 1]):
             vid = pair_value[q]
-            _pair_diffs(decay[vid], rise[vid], s[n], e_t[n], z, zc, c, wt, w_max, diff[q - first])
-            _fix_large(n, u_lo, value[vid], z1, e, e_t, labels, w2, diff[q - first])
+            if _pair_diffs(decay[vid], rise[vid], s[n], e_t[n], z, zc, c, wt, w_max, diff[q - first]):
+                _fix_large(n, u_lo, value[vid], z1, e, e_t, labels, w2, diff[q - first])
         for p in range(entry_start[n - n_lo], entry_start[n - n_lo + 1]):
             r = entry_row[p]
             q = entry_pair[p] - first
@@ -144,9 +144,12 @@ def _moments(e_n, w2t, u_lo, c):
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _pair_diffs(decay, rise, s_n, e_tn, z, zc, c, wt, w_max, out):
-    """out[j] = l(+) - l(-) for every unit by the polynomials; NaN marks an element past a threshold."""
+    """out[j] = l(+) - l(-) for every unit by the polynomials; NaN marks an element past a threshold.
+
+    Returns how many elements it marked."""
     dec_p, em_p, dec_m, em_m = decay[0], rise[0], decay[1], rise[1]
     c1, c2, c3, c4 = c[0], c[1], c[2], c[3]
+    marked = 0
     for jj in range(len(out)):
         dzp = z[jj] / (z[jj] + zc[jj] * dec_p) * zc[jj] * em_p
         dzm = z[jj] / (z[jj] + zc[jj] * dec_m) * zc[jj] * em_m
@@ -162,6 +165,8 @@ def _pair_diffs(decay, rise, s_n, e_tn, z, zc, c, wt, w_max, out):
         poly = eps * (1.0 - eps * (0.5 - eps * (1 / 3 - eps * (0.25 - eps * (0.2 - eps * (1 / 6))))))
         small = max(abs(dzp), abs(dzm)) * w_max[jj] < SMALL_EXPONENT and abs(eps) < SMALL_LOG_ARGUMENT
         out[jj] = poly if small else np.nan
+        marked += 0 if small else 1
+    return marked
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
