@@ -2,6 +2,7 @@
 
 from zdl.engine.blocks import PARAM_NAMES, Block, assemble, block_groups, param_shapes, partition
 from zdl.engine.compute import METHODS, block_gradient, blocks_gradient, gradient
+from zdl.engine.kernel import kernel_name, warm_up
 
 __all__ = [
     "METHODS",
@@ -12,6 +13,8 @@ __all__ = [
     "block_groups",
     "blocks_gradient",
     "gradient",
+    "kernel_name",
     "param_shapes",
     "partition",
+    "warm_up",
 ]

@@ -18,6 +18,9 @@ MEMORY_BUDGET = 256 * 2**20
 #: (sample, value, hidden unit) evaluations per chunk of the compiled kernel: about 10 ms of one core.
 KERNEL_PAIR_UNITS = 2_000_000
 
+#: (sample, pixel) entries per chunk of the compiled kernel's distinct pairs, at most (about 40 bytes each).
+MAX_CHUNK_ENTRIES = 1 << 20
+
 #: Multiply-adds per chunk of a forward pass (compiled or BLAS): a few ms of one core.
 FORWARD_MULTIPLY_ADDS = 10_000_000
 

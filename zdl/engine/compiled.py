@@ -16,17 +16,15 @@ from functools import cache
 import numpy as np
 from numpy.typing import NDArray
 
+from zdl.engine import budget
 from zdl.engine._forward_numba import forward_rows
 from zdl.engine._hidden_numba import distinct_pairs, hidden_accumulate
 from zdl.engine._logits_numba import logit_accumulate
 from zdl.engine.blocks import Block
-from zdl.engine.budget import FORWARD_MULTIPLY_ADDS, KERNEL_PAIR_UNITS, Check, samples_per_chunk
+from zdl.engine.budget import Check, samples_per_chunk
 from zdl.engine.inputs import Params
 from zdl.engine.pieces import UnitRangeWork, hidden_blocks_gradient
 from zdl.gradient import H
-
-#: At most this many (sample, pixel) entries per chunk of distinct pairs (24 bytes each).
-MAX_CHUNK_ENTRIES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def forward(params: Params, x: NDArray[np.float64], labels: NDArray[np.intp], th
     z1, e = np.empty((batch, hidden)), np.empty((batch, classes))
     s, e_t = np.empty(batch), np.empty(batch)
     w1, b1, w2, b2 = (params[k] for k in ("W1", "b1", "W2", "b2"))
-    step = samples_per_chunk(input_size * hidden + hidden * classes, FORWARD_MULTIPLY_ADDS * max(1, threads))
+    step = samples_per_chunk(input_size * hidden + hidden * classes, budget.FORWARD_MULTIPLY_ADDS * max(1, threads))
     for lo in range(0, batch, step):
         chunk = _split(lo, min(lo + step, batch), threads)
         _run(forward_rows, [(x, w1, b1, w2, b2, labels, a, b, z1, e, s, e_t) for a, b in chunk], threads)
@@ -86,7 +84,8 @@ def hidden_rows_gradient(
     w2_max = np.abs(w2).max(axis=1)
     w2t = np.ascontiguousarray(w2.T)
     xbits = x.view(np.int64)
-    step = min(samples_per_chunk(len(rows) * units, KERNEL_PAIR_UNITS), max(1, MAX_CHUNK_ENTRIES // len(rows)))
+    step = min(samples_per_chunk(len(rows) * units, budget.KERNEL_PAIR_UNITS),
+               samples_per_chunk(len(rows), budget.MAX_CHUNK_ENTRIES))
     size = min(step, batch) * len(rows)
     value, pair_value = np.empty(size), np.empty(size, np.int64)
     entry_row, entry_pair = np.empty(size, np.int64), np.empty(size, np.int64)
@@ -110,7 +109,7 @@ def logit_units_gradient(
     """dL/dW2[u_lo:u_hi] as (units, classes), or dL/db2 as (1, classes) if `bias`."""
     batch, classes = fwd.e.shape
     acc = np.zeros((classes, u_hi - u_lo))
-    step = samples_per_chunk((u_hi - u_lo) * classes, KERNEL_PAIR_UNITS)
+    step = samples_per_chunk((u_hi - u_lo) * classes, budget.KERNEL_PAIR_UNITS)
     ranges = _split(u_lo, u_hi, threads)
     for lo in range(0, batch, step):
         hi = min(lo + step, batch)
