@@ -32,13 +32,10 @@ def distinct_pairs(x, xbits, rows, n_lo, n_hi, value, pair_start, pair_value, en
     many), each sample's distinct values as pairs (pair_value: index into `value`; pair_start per sample,
     relative to n_lo), and each non-zero pixel as an entry (its position in `rows`, its pair)."""
     input_size = x.shape[1]
-    size = 1
-    while size < 2 * len(value):
-        size *= 2
-    shift = 64 - int(math.log2(size))
-    table_bits = np.zeros(size, np.int64)
+    size = 4096  # hash table of the values' bits; doubled whenever it is half full
     table_id = np.full(size, -1, np.int64)
-    last_sample = np.full(len(value), -1, np.int64)
+    value_bits = np.empty(len(value), np.int64)
+    last_sample = np.empty(len(value), np.int64)
     pair_of_value = np.empty(len(value), np.int64)
     one_bits = np.array([1.0]).view(np.int64)[0]
     values = pairs = entries = 0
@@ -53,13 +50,16 @@ def distinct_pairs(x, xbits, rows, n_lo, n_hi, value, pair_start, pair_value, en
                 v, bits = x[n, i], xbits[n, i]
             if v == 0.0:
                 continue
-            slot = ((bits * _HASH) >> shift) & (size - 1)
-            while table_id[slot] >= 0 and table_bits[slot] != bits:
-                slot = (slot + 1) & (size - 1)
+            slot = _find_slot(table_id, value_bits, bits)
             if table_id[slot] < 0:
-                table_bits[slot] = bits
+                if 2 * (values + 1) > size:
+                    size *= 2
+                    table_id = _rehash(value_bits, values, size)
+                    slot = _find_slot(table_id, value_bits, bits)
                 table_id[slot] = values
+                value_bits[values] = bits
                 value[values] = v
+                last_sample[values] = -1
                 values += 1
             vid = table_id[slot]
             if last_sample[vid] != n:
@@ -73,6 +73,25 @@ def distinct_pairs(x, xbits, rows, n_lo, n_hi, value, pair_start, pair_value, en
     pair_start[n_hi - n_lo] = pairs
     entry_start[n_hi - n_lo] = entries
     return values
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _find_slot(table_id, value_bits, bits):
+    """The slot holding `bits`, or the empty slot where it goes (linear probing; the table is never full)."""
+    mask = len(table_id) - 1
+    slot = ((bits * _HASH) >> 40) & mask
+    while table_id[slot] >= 0 and value_bits[table_id[slot]] != bits:
+        slot = (slot + 1) & mask
+    return slot
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rehash(value_bits, values, size):
+    """A table of `size` slots holding the first `values` values."""
+    table_id = np.full(size, -1, np.int64)
+    for vid in range(values):
+        table_id[_find_slot(table_id, value_bits, value_bits[vid])] = vid
+    return table_id
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

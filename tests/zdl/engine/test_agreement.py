@@ -74,8 +74,8 @@ def test_agrees_for_any_sizes_and_data(seed, input_size, hidden, output, batch, 
     labels=st.sampled_from(["index", "one-hot"]),
     chunks=st.sampled_from(["default", "tiny"]),
 )
-def test_agrees_on_real_data_over_the_regime(mnist_small, fashion, tiny_chunks, seed, hidden, batch, data, weight_std, labels,
-                                             chunks):
+def test_agrees_on_real_data_over_the_regime(mnist_small, fashion, tiny_chunks, seed, hidden, batch, data,
+                                             weight_std, labels, chunks):
     """Real MNIST, dense Fashion-MNIST (also 0..255), continuous dense inputs; up to 300 hidden units;
     one-hot labels; and chunks of one sample, so that every chunked path and its running sums are used."""
     rng = np.random.default_rng(seed)
