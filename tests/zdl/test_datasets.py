@@ -26,9 +26,6 @@ from zdl.datasets import (
     load_mnist,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = Path(os.environ.get("ZDL_SHARED_DATA", REPO.parent / "shared" / "data"))
-
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """An IDX file body for uint8 images (N, 28, 28) or labels (N,), written independently of the parser."""
@@ -53,6 +50,10 @@ def write_dataset(directory: Path, n_train: int = 12, n_test: int = 5, seed: int
     for name, array in arrays.items():
         write_gz(directory / name, idx_bytes(array))
     return arrays
+
+
+#: Digits 0-9 in MNIST's published test set (t10k-labels-idx1-ubyte).
+MNIST_TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def sha256(path: Path) -> str:
@@ -337,22 +338,26 @@ def test_mutating_the_result_does_not_change_the_next_load(data, normalize: bool
         np.testing.assert_array_equal(got, want)
 
 
-# --- real data, where this machine has it ------------------------------------------------------------
+# --- real data -----------------------------------------------------------------------------------------
 
-def test_real_mnist_small() -> None:
-    root = SHARED_DATA / "mnist-small"
-    if not (root / FILES[0]).exists():
-        pytest.skip(f"real MNIST subset not found at {root}")
-    (x, t), (x_test, t_test) = load_mnist(data_dir=root)
-    assert x.shape == (5000, 784) and x_test.shape == (10000, 784)
-    assert set(np.unique(t)) == set(np.unique(t_test)) == set(range(10))
-    assert 0.1 < (x_test > 0).mean() < 0.3  # about 19% of MNIST pixels are ink
+def test_real_mnist(mnist_dir: Path, mnist_data) -> None:
+    """Whatever real MNIST load_mnist found (mnist-small, or all of it): the published test set, 784-pixel
+    digits of every class with MNIST's ~19% ink, and, if all 60,000 training digits, the published ones."""
+    (x, t), (x_test, t_test) = mnist_data
+    for name in (datasets.TEST_IMAGES, datasets.TEST_LABELS):
+        assert sha256(mnist_dir / name) in datasets.SHA256["mnist"][name], f"{mnist_dir / name} is not MNIST's"
+    assert x_test.shape == (10000, 784) and np.bincount(t_test).tolist() == MNIST_TEST_CLASS_COUNTS
+    assert x.shape[1] == 784 and len(x) >= 1000 and set(np.unique(t)) == set(range(10))
+    if len(x) == 60000:
+        for name in (datasets.TRAIN_IMAGES, datasets.TRAIN_LABELS):
+            assert sha256(mnist_dir / name) in datasets.SHA256["mnist"][name]
+    assert 0.15 < (x > 0).mean() < 0.23 and 0.15 < (x_test > 0).mean() < 0.23  # 19.1% of MNIST pixels are ink
 
 
 def test_fashion_mnist_from_debian() -> None:
     root = datasets.DEBIAN_DIRS["fashion-mnist"]
     if not all((root / name).exists() for name in FILES):
-        pytest.skip(f"Debian's dataset-fashion-mnist is not installed at {root}")
+        pytest.skip(f"Fashion-MNIST: Debian's dataset-fashion-mnist package is not installed (no files in {root})")
     assert find_data_dir("fashion-mnist") == root
     (x, t), (x_test, t_test) = load_mnist(dataset="fashion-mnist", one_hot_label=True)
     assert x.shape == (60000, 784) and t.shape == (60000, 10) and x_test.shape == (10000, 784)

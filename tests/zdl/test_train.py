@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -204,12 +205,14 @@ def test_train_config_defaults_are_the_books():
 # --- the book's run on real digits ------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_book_run_on_mnist_small(mnist_small_data):
-    """784-50-10, 10,000 iterations, batch 100, lr 0.1, backprop: at least 0.91 (reference 0.922 to 0.927)."""
-    net, history = train(mnist_small_data, TrainConfig(gradient="backprop", seed=0))
+def test_book_run_on_real_mnist(mnist_data):
+    """784-50-10, 10,000 iterations, batch 100, lr 0.1, backprop: at least 0.91 test accuracy (the reference
+    reaches 0.922 to 0.927 on mnist-small's 5,000 training digits, the book 0.9465 on all 60,000)."""
+    net, history = train(mnist_data, TrainConfig(gradient="backprop", seed=0))
+    (x_train, _), (x_test, t_test) = mnist_data
+    iter_per_epoch = len(x_train) / 100  # 50 on mnist-small, 600 on full MNIST
     assert isinstance(net, TwoLayerNet) and net.sizes == (784, 50, 10)
-    assert len(history.loss) == 10000 and len(history.test_acc) == 200  # 5,000 / 100 = 50 iterations per epoch
-    assert history.test_acc[-1] >= 0.91  # measured at iteration 9,950
-    (_, _), (x_test, t_test) = mnist_small_data
+    assert len(history.loss) == 10000 and len(history.test_acc) == math.ceil(10000 / iter_per_epoch)
+    assert history.test_acc[-1] >= 0.91  # measured at the last epoch's first iteration
     final = independent_accuracy(net.params, x_test, t_test)
     assert final >= 0.91 and net.accuracy(x_test, t_test) == final
