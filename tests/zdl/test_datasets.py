@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 import threading
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,7 +163,15 @@ def test_unknown_dataset_names_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match="allowed"):
         find_data_dir("emnist")
     assert dataset_shape("mnist") == dataset_shape("fashion-mnist") == (784, 10)
-    assert datasets.DATASETS == ("mnist", "fashion-mnist")
+
+
+@pytest.mark.parametrize("dataset", datasets.DATASETS)
+def test_every_dataset_can_be_downloaded_and_checked(dataset: str) -> None:
+    """Each known dataset has mirrors and a published SHA-256 for each of its four files."""
+    mirrors = datasets.MIRRORS[dataset]
+    assert mirrors and all(url.startswith(("https://", "http://")) and url.endswith("/") for url in mirrors)
+    assert set(datasets.SHA256[dataset]) == set(FILES)
+    assert all(len(digest) == 64 for digests in datasets.SHA256[dataset].values() for digest in digests)
 
 
 # --- where the files are looked for --------------------------------------------------------------------
@@ -219,10 +228,22 @@ def test_mirrors_from_environment(mirror, monkeypatch: pytest.MonkeyPatch) -> No
     np.testing.assert_array_equal(x[:, 0], arrays[FILES[0]])
 
 
-def test_default_mirrors_are_the_public_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_mirrors_set_the_public_ones_are_tried_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ZDL_MNIST_MIRRORS unset, a missing file is asked of PyTorch's mirror, then Google's (this test
+    answers for the network: every request fails, as offline, and is recorded)."""
     monkeypatch.delenv("ZDL_MNIST_MIRRORS")
-    assert datasets._mirrors("mnist", None) == datasets.MIRRORS["mnist"]
-    assert datasets.MIRRORS["mnist"][0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
+    asked: list[str] = []
+
+    def offline(url: str, timeout: float) -> None:
+        asked.append(url)
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", offline)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_mnist()
+    assert asked == ["https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+                     "https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz"]
+    assert all(url in str(info.value) for url in asked)
 
 
 def test_checksum_mismatch_leaves_nothing(mirror, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
