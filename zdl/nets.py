@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ from zdl.functions import DELTA, as_labels, cross_entropy_error, sigmoid, softma
 from zdl.gradient import numerical_gradient
 
 Params = dict[str, NDArray[np.float64]]
+Dot = Callable[[NDArray[np.float64], NDArray[np.float64]], NDArray[np.float64]]
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 #: Rows per chunk in `TwoLayerNet.accuracy` (measured by bench/backprop_loop.py's evaluation).
 ACCURACY_CHUNK = 1000
@@ -152,19 +153,23 @@ class TwoLayerNet:
         return backprop(self.params, x_arr, self.labels(t, x_arr.shape[0]))
 
 
-def forward(params: Params, x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+Array = NDArray[np.float64]
+
+
+def forward(params: Params, x: Array, dot: Dot = np.dot) -> tuple[Array, Array]:
     """(z1, y) of a checked batch x (N, input_size) float64: the hidden outputs (N, hidden) and the softmax
     probabilities (N, output). No checks: `TwoLayerNet` checks each call; the training loop, which calls
-    this every step, checks its data once."""
-    z1 = sigmoid(np.dot(x, params["W1"]) + params["b1"])
+    this every step, checks its data once. `dot` computes x @ W1 (the training loop's is `split_dot`)."""
+    z1 = sigmoid(dot(x, params["W1"]) + params["b1"])
     return z1, softmax(np.dot(z1, params["W2"]) + params["b2"])
 
 
-def backprop(params: Params, x: NDArray[np.float64], labels: NDArray[np.integer]) -> Params:
+def backprop(params: Params, x: NDArray[np.float64], labels: NDArray[np.integer], dot: Dot = np.dot) -> Params:
     """The gradient of the mean cross-entropy (1e-7 inside the log) by backpropagation, for a checked batch:
-    x (N, input_size) float64, labels (N,) class indices. Returns {W1, b1, W2, b2} in the params' shapes."""
+    x (N, input_size) float64, labels (N,) class indices. Returns {W1, b1, W2, b2} in the params' shapes.
+    `dot` computes the two products with x, as in `forward`."""
     batch_num = x.shape[0]
-    z1, y = forward(params, x)
+    z1, y = forward(params, x, dot)
     # d/da2 of -log(y_t + 1e-7): (y - onehot(t)) * y_t / (y_t + 1e-7). The book drops the last factor
     # (about 1e-6 relative); keeping it makes this the exact gradient of `loss`, as the gradient check expects.
     rows = np.arange(batch_num)
@@ -174,7 +179,7 @@ def backprop(params: Params, x: NDArray[np.float64], labels: NDArray[np.integer]
     dy *= (y_t / (y_t + DELTA) / batch_num)[:, None]
     da1 = np.dot(dy, params["W2"].T) * ((1.0 - z1) * z1)  # sigmoid_grad(a1) = (1 - z1) z1
     return {
-        "W1": np.dot(x.T, da1),
+        "W1": dot(x.T, da1),
         "b1": np.sum(da1, axis=0),
         "W2": np.dot(z1.T, dy),
         "b2": np.sum(dy, axis=0),

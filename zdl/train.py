@@ -22,6 +22,7 @@ from zdl.engine.threads import single_threaded_blas
 from zdl.functions import cross_entropy_error
 from zdl.history import History
 from zdl.nets import PARAM_NAMES, Params, TwoLayerNet, backprop, forward
+from zdl.split_dot import split_dot
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,11 @@ def in_process_gradient(method: str) -> GradientFn:
 
 def backprop_gradient(params: Params, x: Array, t: Array) -> Params:
     """`zdl.engine.gradient(params, x, t, "backprop")` (the same bits) for a batch of data the Trainer has
-    checked: on one BLAS thread, without checking and copying the parameters and the batch every step."""
+    checked: without checking and copying the parameters and the batch every step, on one BLAS thread, with
+    the products with x in two halves at once (`split_dot`)."""
     labels = t if t.ndim == 1 else t.argmax(axis=1)
     with single_threaded_blas():
-        return backprop(params, np.ascontiguousarray(x, dtype=np.float64), labels)
+        return backprop(params, np.ascontiguousarray(x, dtype=np.float64), labels, split_dot)
 
 
 class Trainer:
@@ -149,7 +151,8 @@ class Trainer:
         """The loss after the update (the book's `network.loss(x_batch, t_batch)`), on one BLAS thread so that
         the recorded losses, like the weights, do not depend on the machine's thread count."""
         with single_threaded_blas():
-            return cross_entropy_error(forward(self.net.params, np.asarray(x_batch, dtype=np.float64))[1], labels)
+            _, y = forward(self.net.params, np.asarray(x_batch, dtype=np.float64), split_dot)
+            return cross_entropy_error(y, labels)
 
     def evaluate(self) -> tuple[float, float]:
         """Train and test accuracy. Any number of BLAS threads: accuracies do not feed the weights."""
