@@ -128,18 +128,9 @@ class TwoLayerNet:
         return cross_entropy_error(y, self.labels(t, y.shape[0]))
 
     def accuracy(self, x: ArrayLike, t: ArrayLike) -> float:
-        """Fraction of samples whose most probable class is the target.
-
-        Predicted ACCURACY_CHUNK rows at a time: a chunk's float64 copy stays in the CPU cache, so this is
-        faster than converting all of a float32 data set at once, and needs no second copy of it.
-        """
+        """Fraction of samples whose most probable class is the target."""
         x_arr = self.check_batch(x, dtype=None)
-        labels = self.labels(t, x_arr.shape[0])
-        correct = 0
-        for start in range(0, x_arr.shape[0], ACCURACY_CHUNK):
-            _, y = forward(self.params, np.asarray(x_arr[start : start + ACCURACY_CHUNK], dtype=np.float64))
-            correct += int(np.count_nonzero(np.argmax(y, axis=1) == labels[start : start + ACCURACY_CHUNK]))
-        return correct / x_arr.shape[0]
+        return count_correct(self.params, x_arr, self.labels(t, x_arr.shape[0])) / x_arr.shape[0]
 
     def numerical_gradient(self, x: ArrayLike, t: ArrayLike) -> Params:
         """The book's numerical gradient: two full loss evaluations per parameter entry (slow, the oracle)."""
@@ -162,6 +153,19 @@ def forward(params: Params, x: Array, dot: Dot = np.dot) -> tuple[Array, Array]:
     this every step, checks its data once. `dot` computes x @ W1 (the training loop's is `split_dot`)."""
     z1 = sigmoid(dot(x, params["W1"]) + params["b1"])
     return z1, softmax(np.dot(z1, params["W2"]) + params["b2"])
+
+
+def count_correct(params: Params, x: NDArray[Any], labels: NDArray[np.integer], dot: Dot = np.dot) -> int:
+    """How many rows of a checked x (N, input_size), any float dtype, `forward` classifies as `labels` (N,).
+
+    Predicted ACCURACY_CHUNK rows at a time: a chunk's float64 copy stays in the CPU cache, so this is
+    faster than converting all of a float32 data set at once, and needs no second copy of it.
+    """
+    correct = 0
+    for start in range(0, x.shape[0], ACCURACY_CHUNK):
+        _, y = forward(params, np.asarray(x[start : start + ACCURACY_CHUNK], dtype=np.float64), dot)
+        correct += int(np.count_nonzero(np.argmax(y, axis=1) == labels[start : start + ACCURACY_CHUNK]))
+    return correct
 
 
 def backprop(params: Params, x: NDArray[np.float64], labels: NDArray[np.integer], dot: Dot = np.dot) -> Params:

@@ -21,7 +21,7 @@ from zdl.engine import METHODS, gradient
 from zdl.engine.threads import single_threaded_blas
 from zdl.functions import cross_entropy_error
 from zdl.history import History
-from zdl.nets import PARAM_NAMES, Params, TwoLayerNet, backprop, forward
+from zdl.nets import PARAM_NAMES, Params, TwoLayerNet, backprop, count_correct, forward
 from zdl.split_dot import split_dot
 
 log = logging.getLogger(__name__)
@@ -155,8 +155,12 @@ class Trainer:
             return cross_entropy_error(y, labels)
 
     def evaluate(self) -> tuple[float, float]:
-        """Train and test accuracy. Any number of BLAS threads: accuracies do not feed the weights."""
-        return self.net.accuracy(self.x_train, self.train_labels), self.net.accuracy(self.x_test, self.test_labels)
+        """Train and test accuracy, computed like the steps (one BLAS thread, `split_dot`): BLAS's own threads,
+        woken here, would keep spinning on the core that the steps' second halves need."""
+        with single_threaded_blas():
+            train = count_correct(self.net.params, self.x_train, self.train_labels, split_dot)
+            test = count_correct(self.net.params, self.x_test, self.test_labels, split_dot)
+        return train / len(self.x_train), test / len(self.x_test)
 
     def run(self, callback: Callable[[Progress], object] | None = None) -> History:
         while not self.done:

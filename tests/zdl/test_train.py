@@ -160,9 +160,20 @@ def test_backprop_gradient_is_the_engines_on_loader_batches(dataset_factory, one
         assert same_bits(fast, engine)
 
 
+def test_evaluation_on_784_pixels_counts_like_an_independent_prediction(dataset_factory):
+    """Accuracies of 2,500 and 1,200 images (chunks of 1,000 rows, each product split in halves) after some
+    training, against a prediction of all images at once written here."""
+    data = dataset_factory(n_train=2500, n_test=1200, side=28, seed=6)
+    trainer = run(data, TrainConfig(hidden_size=50, iters=30, batch_size=100, learning_rate=0.5, gradient="backprop"))
+    (x_train, t_train), (x_test, t_test) = data
+    train_acc, test_acc = trainer.evaluate()
+    assert train_acc == independent_accuracy(trainer.net.params, x_train, t_train) > 0.3  # chance: 0.1
+    assert test_acc == independent_accuracy(trainer.net.params, x_test, t_test) > 0.3
+
+
 def test_recorded_losses_do_not_depend_on_the_blas_thread_count(dataset_factory):
-    """Weights never did (gradients run on one BLAS thread); the recorded loss is computed so too. With the
-    loss on two threads, 3 of 300 losses differed in the last bit here (OpenBLAS splits the product)."""
+    """Weights never did (gradients run on one BLAS thread); the recorded loss and accuracies are computed so
+    too. With the loss on two threads, 3 of 300 losses differed in the last bit here."""
     data = dataset_factory(n_train=1000, n_test=200, side=28, seed=4)
     config = TrainConfig(hidden_size=50, iters=300, batch_size=100, learning_rate=0.1, gradient="backprop")
     runs = []
@@ -170,7 +181,7 @@ def test_recorded_losses_do_not_depend_on_the_blas_thread_count(dataset_factory)
         with threadpool_limits(threads, user_api="blas"):
             runs.append(run(data, config))
     assert same_bits(runs[0].net.params, runs[1].net.params)
-    assert runs[0].history.loss == runs[1].history.loss
+    assert recorded(runs[0].history) == recorded(runs[1].history)
 
 
 @pytest.mark.parametrize(("part", "match"), [("train", r"\[0, 9\].*10"), ("test", r"\[0, 9\].*-1")])
