@@ -67,7 +67,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 def server_side(request: Request, status: int, detail: str) -> JSONResponse:
     """A 5xx body: what the user may know, and the request id that finds the rest in the log."""
     rid = request_id(request)
-    return JSONResponse({"detail": f"{detail} (request id {rid})", "request_id": rid}, status_code=status)
+    return JSONResponse({"detail": f"{detail} (request id {rid})", "request_id": rid}, status_code=status,
+                        headers={REQUEST_ID_HEADER: rid})  # (a 500 is sent from outside the RequestId middleware)
 
 
 async def redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:

@@ -62,12 +62,31 @@ def admit(spec: dict[str, Any], store: JobStore) -> None:
 
 
 def job_out(record: dict[str, Any], settings: Settings, live_block_workers: int) -> JobOut:
-    """The public view of a job, with its estimate at the block workers alive now."""
-    spec = record["spec"]
-    job = plan(spec, settings, live_block_workers)
-    estimate = Estimate(core_seconds=job.total_core_s, group_memory_mb=job.group_memory_mb,
-                        wall_s=job.wall_s(spec["training"]["iters"]), block_workers=live_block_workers)
-    return JobOut.from_record(record, estimate)
+    """The public view of a job, with its estimate at the block workers alive now. A stored record that no
+    longer reads as a job (written by a bug, or an incompatible version) is an UnreadableJob."""
+    try:
+        spec = record["spec"]
+        job = plan(spec, settings, live_block_workers)
+        estimate = Estimate(core_seconds=job.total_core_s, group_memory_mb=job.group_memory_mb,
+                            wall_s=job.wall_s(spec["training"]["iters"]), block_workers=live_block_workers)
+        return JobOut.from_record(record, estimate)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UnreadableJob(f"job {record.get('id')}: {exc!r}") from exc
+
+
+def readable_jobs(records: list[dict[str, Any]], settings: Settings, live_block_workers: int) -> list[JobOut]:
+    """The records that read as jobs (an unreadable one is logged and left out of the list)."""
+    jobs = []
+    for record in records:
+        try:
+            jobs.append(job_out(record, settings, live_block_workers))
+        except UnreadableJob as exc:
+            log.error("leaving an unreadable record out of a list: %s", exc)
+    return jobs
+
+
+class UnreadableJob(Exception):
+    """A stored job record that does not validate as a job (answered as a 500 with a request id)."""
 
 
 def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,

@@ -53,11 +53,11 @@ def public_reason(exc: BaseException, dataset: str | None = None) -> str:
     if isinstance(exc, JobStopped):
         return str(exc)
     if isinstance(exc, DatasetNotFoundError):
-        return (f"data set {dataset!r} is not available where this job's coordinator runs; the service's "
-                "operator must provide its four files (ZDL_DATA_DIR) or allow downloads")
+        return (f"data set {dataset!r} is not available on the service's workers; its operator must provide "
+                "the four files (ZDL_DATA_DIR) where coordinators and block workers run, or allow downloads")
     if isinstance(exc, DatasetError):
-        return f"data set {dataset!r} could not be read where this job's coordinator runs (corrupt or " \
-               "truncated files); the service's operator must replace them"
+        return f"data set {dataset!r} could not be read on the service's workers (corrupt or truncated " \
+               "files); the service's operator must replace them"
     if isinstance(exc, MemoryError):
         return "out of memory while computing this job; make it smaller (hidden size or batch size)"
     if isinstance(exc, (BlockFailed, ValueError)):

@@ -119,7 +119,7 @@ class Exchange:
         self.blocks = groups[start.replica]
         _, self.sizes, self.gather = gather_layout(shapes, start.replicas)
         self.method = str(start.spec["gradient"]["method"])
-        self.turn = Turn(client, settings, start) if start.replica == 0 else None
+        self.turn = Turn(client, data, settings, start) if start.replica == 0 else None
         self.waiting: dict[int, dict[int, tuple[float, NDArray[np.float64], bool]]] = {}  # parts read early, by step
         self.last = False
         self.block_seconds: list[float] = []  # each replica's compute time of the last step
@@ -177,15 +177,17 @@ class Exchange:
 
 
 class Turn:
-    """Replica 0's view of the job's turn on the workers: over when the job was cancelled, when its share of
-    the workers is used and other work waits, or when this worker is stopping. Looked at every 0.1 s."""
+    """Replica 0's view of the job's turn on the workers, looked at every 0.1 s: over when its share of the
+    workers is used and other work waits, when the job was cancelled or is no longer this run's (its
+    coordinator died and another resumed it), when the coordinator abandoned the turn, or when this worker
+    is stopping."""
 
     INTERVAL_S = 0.1
 
-    def __init__(self, client: redis.Redis, settings: Settings, start: ReplicaStart) -> None:
+    def __init__(self, client: redis.Redis, data: StepData, settings: Settings, start: ReplicaStart) -> None:
         from worker.block_loop import turn_length  # (the same share as a block loop's)
 
-        self.client, self.settings = client, settings
+        self.client, self.data, self.settings, self.start = client, data, settings, start
         self.record = JobKeys.of(settings, start.job_id).record
         self.length = turn_length(client, settings, start.owner)
         self.ends_at = time.monotonic() + self.length
@@ -197,10 +199,12 @@ class Turn:
             return False
         self._next_look = now + self.INTERVAL_S
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hget(self.record, "cancel_requested")
+            pipe.hmget(self.record, "cancel_requested", "status", "runs")
             pipe.llen(self.settings.blocks_queue)
-            cancel, waiting = pipe.execute()
-        return cancel == b"1" or bool(waiting and now >= self.ends_at) or stopping()
+            (cancel, status, runs), waiting = pipe.execute()
+        current = status == b"running" and runs is not None and int(runs) == self.start.run
+        return cancel == b"1" or not current or bool(waiting and now >= self.ends_at) or stopping() or \
+            bool(self.data.client.exists(self.start.keys.abort))
 
 
 class Reporter:

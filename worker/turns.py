@@ -61,14 +61,16 @@ class RunState:
 
 
 class GangRun:
-    """Turns of `replicas` replicas until the job's last iteration; `run()` returns the final state."""
+    """Turns of `replicas` replicas (fewer while fewer block workers are alive) until the job's last
+    iteration; `run()` returns the final state."""
 
     def __init__(self, client: redis.Redis, data: StepData, settings: Settings, job_id: str, owner: str, run: int,
                  spec: Mapping[str, Any], replicas: int, send: StartReplicas,
                  reporter: Callable[[StepTimes], StepReporter]) -> None:
         """reporter: makes the job's StepReporter, reading step times from the StepTimes it is given."""
         self.client, self.data, self.settings, self.job_id, self.owner = client, data, settings, job_id, owner
-        self.run_number, self.spec, self.replicas, self.send = run, dict(spec), replicas, send
+        self.run_number, self.spec, self.planned, self.send = run, dict(spec), replicas, send
+        self.replicas = replicas
         self.new_reporter = reporter
         self.record = JobKeys.of(settings, job_id).record
         self.total = int(spec["training"]["iters"])
@@ -81,14 +83,17 @@ class GangRun:
         while progress.step < self.total:
             self.turn += 1
             keys = GangKeys.of(self.settings, self.job_id, self.run_number, self.turn)
+            # as many replicas as planned, or as there are block workers now (the bits do not depend on it)
+            live = len(alive_workers(self.client, self.settings, self.settings.blocks_queue))
+            self.replicas = max(1, min(self.planned, live))
             self._start(keys, progress.latest)
             try:
                 finished = self._follow(keys, progress, reporter)
             except BaseException:  # cancelled, stopping, failed: the replicas stop too
                 self._abandon(keys)
                 raise
-            finally:
-                self.data.client.delete(keys.state, *(keys.inbox(r) for r in range(self.replicas)))
+            finally:  # (inboxes are left alone: a replica may still be taking replica 0's last part)
+                self.data.client.delete(keys.state)
             if not finished:  # abandoned: on from the last checkpoint, forgetting what came after it
                 progress, reporter = self._rewind(), self.new_reporter(self.times)
         assert progress.latest is not None

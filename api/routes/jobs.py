@@ -50,7 +50,7 @@ def list_jobs(
     """Your jobs (this API key's), newest first, optionally only those in one status."""
     limit = min(limit, settings.max_page_size)
     total, records = store.list(owner, status, offset, limit)
-    return JobPage(items=[jobs.job_out(r, settings, live) for r in records], total=total, offset=offset, limit=limit)
+    return JobPage(items=jobs.readable_jobs(records, settings, live), total=total, offset=offset, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobOut)

@@ -26,13 +26,15 @@ pytestmark = pytest.mark.slow
 
 API_KEY = "fault-key"
 SECRET_KEY = "fault-server-secret-0a9c"
-#: About 3-4 s on 2 cores: long enough to do a fault in the middle.
+#: About 3-4 s on 2 cores as a gang (more fanned out): long enough to do a fault in the middle.
 LONG_JOB: dict[str, Any] = {
     "model": {"hidden_size": 8, "weight_init_std": 0.01}, "dataset": "mnist",
-    "training": {"iters": 300, "batch_size": 20, "learning_rate": 0.1, "seed": 11},
+    "training": {"iters": 1000, "batch_size": 20, "learning_rate": 0.1, "seed": 11},
     "gradient": {"method": "numerical", "blocks": "auto"},
 }
 CHECKPOINT_EVERY = 5
+#: 3 block groups on 2 block workers: each step fanned out to block loops (fewer groups than workers: a gang).
+FANNED_OUT = {**LONG_JOB, "gradient": {"method": "numerical", "blocks": 3}}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def assert_complete(client: httpx.Client, job: dict[str, Any]) -> None:
     assert job["status"] == "succeeded", job
     history = client.get(job["links"]["history"]).json()
     assert len(history["loss"]) == job["progress"]["total"] == LONG_JOB["training"]["iters"]
-    assert history["epoch_iters"] == list(range(0, 300, 10))  # 200 images / 20 per batch
+    assert history["epoch_iters"] == list(range(0, job["progress"]["total"], 10))  # 200 images / 20 per batch
 
 
 def stop_mid_block(cluster: LocalCluster, job_id: str, victim: Managed, timeout: float = 30) -> tuple[int, int, str]:
@@ -126,9 +128,9 @@ def stop_mid_block(cluster: LocalCluster, job_id: str, victim: Managed, timeout:
 
 
 def test_sigkill_a_block_worker_mid_block(fault_cluster, client, bits_equal) -> None:
-    """Killed while computing one of the job's blocks: the coordinator sends that block again (its log says
-    so), and the job ends with every iteration once and the bits of an undisturbed run."""
-    job = submit(client)
+    """Killed while computing one of a fanned-out job's blocks: the coordinator sends that block again (its log
+    says so), and the job ends with every iteration once and the bits of an undisturbed run."""
+    job = submit(client, FANNED_OUT)
     wait(client, job["id"], at_iteration(60))
     victim = fault_cluster.blocks[0]
     step, group, hostname = stop_mid_block(fault_cluster, job["id"], victim)
@@ -139,6 +141,23 @@ def test_sigkill_a_block_worker_mid_block(fault_cluster, client, bits_equal) -> 
     logs = "\n".join(p.log_tail(200_000) for p in (fault_cluster.coordinator, *fault_cluster.extra_coordinators))
     resent = [line for line in logs.splitlines() if f"job {job['id']} step {step}: pushing block groups" in line]
     assert resent and f"{group}: '{hostname}'" in resent[0], f"no re-send of group {group} of step {step}: {resent}"
+
+
+def test_sigkill_a_block_worker_running_a_replica(fault_cluster, client, bits_equal) -> None:
+    """A gang (2 groups on 2 block workers) loses a replica: the coordinator abandons the turn (its log says so)
+    and goes on from the last checkpoint with the workers left, and the bits are an undisturbed run's."""
+    job = submit(client)
+    wait(client, job["id"], at_iteration(60))
+    steps = redis.Redis.from_url(fault_cluster.settings.step_url)
+    turns = f"{fault_cluster.settings.key_prefix}:gang:{job['id']}:*:loops"
+    assert any(steps.scan_iter(turns)), "the job does not run as a gang"
+    victim = faults.kill_block_worker(fault_cluster)
+    done = wait(client, job["id"], finished)
+    assert_complete(client, done)
+    assert bits_equal(client, done)
+    logs = "\n".join(p.log_tail(200_000) for p in (fault_cluster.coordinator, *fault_cluster.extra_coordinators))
+    assert f"job {job['id']} turn" in logs and "abandoned" in logs, f"{victim} died unnoticed"
+    assert done["resumed_from"] % CHECKPOINT_EVERY == 0 and done["resumed_from"] >= 55
 
 
 @pytest.mark.parametrize("whole_worker", [False, True], ids=["pool-process", "whole-worker"])
@@ -199,22 +218,28 @@ def test_redis_outage_mid_job(fault_cluster, client, bits_equal, which: str) -> 
     assert client.get("/readyz").status_code == 200
 
 
-def test_cancel_stops_within_2_s_and_drops_the_blocks(fault_cluster, client) -> None:
-    job = submit(client, {**LONG_JOB, "training": {**LONG_JOB["training"], "iters": 100_000}})
+@pytest.mark.parametrize("spec, data, left", [
+    (LONG_JOB, "gang", (b":progress", b":abort")),  # replica 0's last report, and the word that stopped the rest
+    (FANNED_OUT, "step", (b":done", b":claims")),  # a request still queued finds no arrays and is skipped
+], ids=["gang", "fanned-out"])
+def test_cancel_stops_within_2_s_and_drops_the_work(fault_cluster, client, spec, data: str, left) -> None:
+    job = submit(client, {**spec, "training": {**spec["training"], "iters": 100_000}})
     wait(client, job["id"], at_iteration(10))
     store = redis.Redis.from_url(fault_cluster.settings.redis_url)
     steps = redis.Redis.from_url(fault_cluster.settings.step_url)
-    step_keys = f"{fault_cluster.settings.key_prefix}:step:{job['id']}:*"
-    assert any(steps.scan_iter(step_keys))  # the running job's current step
+    step_keys = f"{fault_cluster.settings.key_prefix}:{data}:{job['id']}:*"
+    assert any(steps.scan_iter(step_keys))  # the running job's current step (or turn)
     asked = time.monotonic()
     assert client.post(job["links"]["cancel"]).status_code == 200
     done = wait(client, job["id"], finished, timeout=10)
     assert done["status"] == "cancelled" and time.monotonic() - asked < 2.0
     time.sleep(0.5)
     assert [k for k in store.scan_iter(step_keys)] == []  # step data never goes to the main Redis
-    arrays = [k for k in steps.scan_iter(step_keys) if not k.endswith((b":done", b":claims"))]
-    assert arrays == []  # a request still queued finds no arrays and is skipped
+    assert [k for k in steps.scan_iter(step_keys) if not k.endswith(left)] == []
     assert not store.exists(f"{fault_cluster.settings.key_prefix}:job:{job['id']}:lease")
+    if data == "gang":
+        time.sleep(1.0)
+        assert not store.llen(fault_cluster.settings.blocks_queue)  # no replica of it waits for a worker
 
 
 def test_a_failing_job_fails_once_with_a_reason(fault_cluster, client, data_dir: Path) -> None:

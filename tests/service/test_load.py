@@ -96,15 +96,18 @@ def test_100_clients_polling_while_jobs_train(cluster, submit, wait_for, api) ->
     assert min(answers) >= 3, f"a poller got only {min(answers)} answers in {POLL_SECONDS:.0f} s"
 
 
-def test_two_long_jobs_take_turns_on_the_block_workers(cluster, blocks, submit, wait_for, api) -> None:
-    """Each job's block loops hand the workers over when the other job's wait (block_loop_slice_s), so
-    neither starves; once both are cancelled, no loop or queued start is left behind."""
+@pytest.mark.parametrize("grouping, kind", [("auto", "gang"), (3, "run")], ids=["gangs", "fanned-out"])
+def test_two_long_jobs_take_turns_on_the_block_workers(cluster, blocks, submit, wait_for, api, grouping,
+                                                       kind: str) -> None:
+    """Two jobs on two block workers, as gangs (2 groups: a replica on each worker) or fanned out (3 groups:
+    block loops): each hands the workers over when the other's wait (block_loop_slice_s), so neither starves;
+    once both are cancelled, no loop, replica or queued start is left behind."""
     blocks(2)
     settings = cluster.settings
-    steps = redis.Redis.from_url(settings.step_url)  # runs' loops and requests live with the step data
-    broker = redis.Redis.from_url(settings.redis_url)  # the Celery queue that starts loops
-    jobs = [submit(training={"iters": 100_000, "seed": i})["id"] for i in range(2)]
-    loops = [f"{settings.key_prefix}:run:{job_id}:*:loops" for job_id in jobs]
+    steps = redis.Redis.from_url(settings.step_url)  # runs' loops and gangs' replicas live with the step data
+    broker = redis.Redis.from_url(settings.redis_url)  # the Celery queue that starts them
+    jobs = [submit(training={"iters": 100_000, "seed": i}, gradient={"blocks": grouping})["id"] for i in range(2)]
+    loops = [f"{settings.key_prefix}:{kind}:{job_id}:*:loops" for job_id in jobs]
     try:
         for job_id in jobs:
             wait_for(job_id, until=("running",))
@@ -119,10 +122,10 @@ def test_two_long_jobs_take_turns_on_the_block_workers(cluster, blocks, submit, 
         for job_id in jobs:
             api.post(f"/v1/jobs/{job_id}/cancel")
     assert all(b > a for a, b in zip(first, later, strict=True)), (first, later)
-    assert all(seen_loops), f"the step Redis never showed a running job's loops hash: {seen_loops}"
+    assert all(seen_loops), f"the step Redis never showed a running job's {kind} loops hash: {seen_loops}"
     for job_id in jobs:
         assert wait_for(job_id)["status"] == "cancelled"
     deadline = time.monotonic() + 10 * settings.block_poll_s
     while any(steps.keys(pattern) for pattern in loops) or broker.llen(settings.blocks_queue):
-        assert time.monotonic() < deadline, "block loops or their starts were left behind"
+        assert time.monotonic() < deadline, "block loops, replicas or their starts were left behind"
         time.sleep(0.05)
