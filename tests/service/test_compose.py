@@ -21,9 +21,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import yaml
 
 from tests.service import docker_engine
 from tests.service.compose_project import (
+    OFFICIAL_BASES,
+    REPO,
     ComposeProject,
     base_images,
     blocked_outside,
@@ -121,6 +124,18 @@ def cluster(docker: Docker, real_mnist: Path) -> Iterator[Cluster]:
     finally:
         http.close()
         project("down", "-v", "--remove-orphans", "-t", "5", check=False)  # if it failed before the rules
+
+
+@pytest.mark.parametrize("password", ["has space", "has@at", "has:colon"])
+def test_redis_refuses_a_password_unfit_for_urls(docker: Docker, password: str) -> None:
+    """The Redis entrypoint stops with a message before writing an ACL file (the password goes into redis:// URLs)."""
+    service = yaml.safe_load((REPO / "docker-compose.yml").read_text().replace("$$", "$"))["x-redis"]
+    image = docker.bases.get("ZDL_REDIS_IMAGE", OFFICIAL_BASES[1])
+    done = docker_engine.run(docker.cli, "run", "--rm", "--user", "redis", "-e", "ZDL_REDIS_PASSWORD", "--entrypoint",
+                             "sh", image, *service["entrypoint"][1:], check=False,
+                             env={**os.environ, "ZDL_REDIS_PASSWORD": password}, timeout=60)
+    assert done.returncode == 1
+    assert "ZDL_REDIS_PASSWORD must be non-empty and hold only letters, digits and - . _ ~" in done.stderr
 
 
 @pytest.mark.parametrize("missing", SECRETS)

@@ -1,7 +1,6 @@
 """docker-compose.yml as written, read as YAML (anywhere, no Docker needed): its settings are real settings, its
-secrets are required, its Redis servers are locked and bounded, and each keeps what it should keep.
-tests/service/test_compose.py runs it."""
-
+secrets are required, its Redis servers are locked and bounded, and each keeps what it should keep (the
+cluster itself runs in tests/service/test_compose.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.service.compose_project import (
-    REPO,
-)
+from tests.service.compose_project import REPO
 from worker.redis_auth import APP_USER_RULES
 from worker.settings import Settings
 
