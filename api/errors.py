@@ -1,15 +1,54 @@
-"""Error responses: always JSON with a one-line `detail`; never a stack trace."""
+"""Error responses: always JSON with a one-line `detail`; never a stack trace, a Redis message, a host path
+or a host name.
+
+Every response carries `X-Request-ID` (the client's, if it sent a short plain one, else a new one), and a
+server-side failure's body carries it too: the log line with the full detail has the same id, so an
+operator can find what a user saw without the user ever seeing internals.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class RequestId:
+    """ASGI middleware: give each request an id (scope state `request_id`) and echo it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
+        request_id = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -25,17 +64,27 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
 
 
+def server_side(request: Request, status: int, detail: str) -> JSONResponse:
+    """A 5xx body: what the user may know, and the request id that finds the rest in the log."""
+    rid = request_id(request)
+    return JSONResponse({"detail": f"{detail} (request id {rid})", "request_id": rid}, status_code=status)
+
+
 async def redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
-    log.warning("%s %s: Redis error: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": f"the job store (Redis) is unavailable: {exc}"}, status_code=503)
+    log.warning("request %s: %s %s: Redis error: %r", request_id(request), request.method, request.url.path, exc)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return server_side(request, 507, "the job store is full: nothing was stored; delete finished jobs "
+                                         "(DELETE /v1/jobs/{id}) or ask the operator for room")
+    return server_side(request, 503, "the job store is unavailable; try again in a few seconds")
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("%s %s failed", request.method, request.url.path)
-    return JSONResponse({"detail": f"internal server error ({type(exc).__name__})"}, status_code=500)
+    log.exception("request %s: %s %s failed", request_id(request), request.method, request.url.path)
+    return server_side(request, 500, "internal server error")
 
 
 def install(app: FastAPI) -> None:
+    app.add_middleware(RequestId)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(redis.RedisError, redis_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)

@@ -15,7 +15,7 @@ from redis.retry import Retry
 
 from api import errors
 from api.limits import BodySizeLimit
-from api.routes import health, jobs, metrics, pages, plots
+from api.routes import docs, health, jobs, metrics, pages, plots
 from worker import celery_app
 from worker.settings import Settings, get_settings
 
@@ -45,10 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.step_redis.close()
         await app.state.async_redis.aclose()
 
-    docs = settings.public_docs
-    app = FastAPI(title="zdl training service", version="1", lifespan=lifespan,
-                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
-                  openapi_url="/openapi.json" if docs else None,
+    openapi_url = "/openapi.json" if settings.public_docs else None
+    app = FastAPI(title="zdl training service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=openapi_url,
                   description="Train the book's two-layer net (Deep Learning from Scratch, ch. 4) on Celery workers; "
                               "each iteration's numerical gradient is split into parameter blocks. Every /v1 "
                               "route needs `Authorization: Bearer <API key>`.")
@@ -61,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(plots.router)
     app.include_router(pages.router)
+    if openapi_url is not None:
+        docs.install(app, openapi_url)
     app.mount("/static", pages.static_files(), name="static")
     return app
 

@@ -130,7 +130,8 @@ def main() -> int:
         data = load_mnist(data_dir=work / "data" / "mnist")
         env = {"ZDL_DATA_DIR": str(work / "data"), "ZDL_CACHE_DIR": str(work / "cache"), "ZDL_MNIST_MIRRORS": ""}
         key = secrets.token_urlsafe(16)
-        settings = Settings(api_keys=SecretStr(key), heartbeat_interval_s=0.5, heartbeat_ttl_s=2.0,
+        settings = Settings(api_keys=SecretStr(key), secret_key=SecretStr(secrets.token_urlsafe(32)),
+                            heartbeat_interval_s=0.5, heartbeat_ttl_s=2.0,
                             block_poll_s=0.25, checkpoint_every=20)
         out(f"zdl chaos run: {os.cpu_count()} CPUs; jobs 784-10-10, {args.iters} iterations of 50 "
             f"({len(data[0][0])} training images); checkpoints every {settings.checkpoint_every} iterations")

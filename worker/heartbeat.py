@@ -2,8 +2,10 @@
 
 `/readyz` and `blocks: "auto"` need to know which workers are alive. `celery inspect ping` waits on
 replies from every worker (a second or more, and nothing while a solo worker computes); a heartbeat
-is one ZADD every few seconds from a thread of each worker, and one ZCOUNT to read. The same thread of
-each coordinator worker also looks for running jobs whose coordinator died (worker/recovery.py).
+is one ZADD every few seconds from a thread of each worker, and one ZCOUNT to read. Each worker also
+says how many jobs it runs at once (its slots, for the scheduler). The same thread of each coordinator
+worker looks after the jobs: it resumes those whose coordinator died (worker/recovery.py), sends queued
+jobs to free slots (worker/scheduler.py) and deletes finished jobs whose retention time has passed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -23,13 +26,14 @@ from worker.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def beat(client: redis.Redis, settings: Settings, hostname: str, queues: list[str]) -> None:
-    """Mark `hostname` alive on each queue now, and drop members long gone."""
+def beat(client: redis.Redis, settings: Settings, hostname: str, queues: list[str], slots: int = 1) -> None:
+    """Mark `hostname` alive on each queue now, with its number of slots, and drop members long gone."""
     now = time.time()
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:
             pipe.zadd(keys.workers(settings, queue), {hostname: now})
             pipe.zremrangebyscore(keys.workers(settings, queue), "-inf", now - 10 * settings.heartbeat_ttl_s)
+            pipe.hset(keys.slots(settings, queue), hostname, slots)
         pipe.execute()
 
 
@@ -37,6 +41,7 @@ def leave(client: redis.Redis, settings: Settings, hostname: str, queues: list[s
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:
             pipe.zrem(keys.workers(settings, queue), hostname)
+            pipe.hdel(keys.slots(settings, queue), hostname)
         pipe.execute()
 
 
@@ -55,6 +60,16 @@ def recently_lost_workers(client: redis.Redis, settings: Settings, queue: str) -
     return {m.decode() for m in members}
 
 
+def look_after_jobs(client: redis.Redis, settings: Settings, enqueue: Callable[[str], Any]) -> None:
+    """A coordinator worker's rounds: resume orphaned jobs, start queued ones, delete expired ones."""
+    from worker import recovery, scheduler  # (they import the coordinator's modules; not needed before)
+    from worker.store import JobStore
+
+    recovery.recover_orphans(client, settings, enqueue)
+    scheduler.dispatch(client, settings, enqueue)
+    JobStore(client, settings).delete_expired()
+
+
 class Heartbeat(bootsteps.StartStopStep):
     """Worker bootstep: a daemon thread that heartbeats while the worker runs, and leaves on shutdown."""
 
@@ -69,24 +84,23 @@ class Heartbeat(bootsteps.StartStopStep):
         settings = get_settings()
         queues = sorted(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
         self.hostname, self.queues, self.app = worker.hostname, queues, worker.app
+        self.slots = int(getattr(worker, "concurrency", 1) or 1)
         self.thread = threading.Thread(target=self._run, args=(settings,), name="zdl-heartbeat", daemon=True)
         self.thread.start()
         log.info("heartbeat for %s on %s", self.hostname, ", ".join(queues))
 
     def _run(self, settings: Settings) -> None:
-        from worker.recovery import recover_orphans  # (imports the coordinator's modules; not needed before)
-
         client = redis_client()
-        sweeps = settings.coordinator_queue in self.queues  # coordinator workers look for orphaned jobs
+        sweeps = settings.coordinator_queue in self.queues  # coordinator workers look after the jobs
 
         def enqueue(job_id: str) -> None:
             self.app.send_task("zdl.run_job", args=[job_id], queue=settings.coordinator_queue)
 
         while not self.stopping.is_set():
             try:
-                beat(client, settings, self.hostname, self.queues)
+                beat(client, settings, self.hostname, self.queues, self.slots)
                 if sweeps:
-                    recover_orphans(client, settings, enqueue)
+                    look_after_jobs(client, settings, enqueue)
             except Exception as exc:  # Redis away for a while: keep trying, /readyz shows it
                 log.warning("heartbeat failed: %s", exc)
             self.stopping.wait(settings.heartbeat_interval_s)

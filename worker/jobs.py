@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
 
-from worker import stats
-from worker.coordinator import BlockFailed, FanoutGradient, JobCancelled, StartLoops
+from worker.coordinator import FanoutGradient, StartLoops
+from worker.errors import BlockFailed, CoordinatorStopping, JobCancelled, JobStopped, node_label, public_reason
 from worker.heartbeat import alive_workers
-from worker.recovery import Lease, LeaseLost, load_checkpoint, queue_checkpoint, rewind_progress
+from worker.plan import plan
+from worker.recovery import Lease, LeaseLost, load_checkpoint, rewind_progress
+from worker.reporter import StepReporter
 from worker.store import JobStore
 from worker.transfer import StepData
 from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.io import weights_bytes
-from zdl.train import Progress, TrainConfig, Trainer
+from zdl.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -38,88 +40,19 @@ def train_config(spec: Mapping[str, Any]) -> TrainConfig:
     )
 
 
-def resolve_blocks(requested: int | str, live_block_workers: int) -> int:
-    """`auto` is one group per live block worker (at least one); a number is taken as given."""
-    return max(live_block_workers, 1) if requested == "auto" else int(requested)
-
-
-class StepReporter:
-    """A running job's bookkeeping, written in batches: loss, epochs, progress, metrics and an event.
-
-    A batch goes out (one Redis round trip, which also reads the cancel flag) every `progress_interval_s`,
-    after every evaluation and at the last step, so a job of 50 iterations/s does not pay a round
-    trip per iteration; the record's progress is at most that old, and a cancel is seen within that
-    (or, during a long step, by the fan-out gradient while it waits).
-    """
-
-    def __init__(self, store: JobStore, job_id: str, fanout: FanoutGradient | None, lease: Lease | None = None) -> None:
-        self.store, self.job_id, self.fanout, self.lease = store, job_id, fanout, lease
-        self.checkpoint_every = store.settings.checkpoint_every
-        self.interval_s = store.settings.progress_interval_s
-        self.began = self.last_flush = time.monotonic()
-        self.losses: list[float] = []
-        self.epochs: list[dict[str, Any]] = []
-        self.overheads: list[float] = []
-        self.block_seconds: list[float] = []
-        self.overhead_total_s = 0.0
-        self.accuracies: dict[str, float | None] = {}  # the latest evaluation's, repeated in every event
-
-    def __call__(self, progress: Progress, trainer: Trainer) -> bool:
-        """Note `progress`, write if a batch (or a checkpoint) is due; True if the job has been asked to stop."""
-        if self.lease is not None and self.lease.lost.is_set():
-            raise LeaseLost(self.job_id)
-        self.losses.append(progress.loss)
-        if self.fanout is not None:
-            self.overheads.append(self.fanout.last_overhead_s)
-            self.block_seconds.extend(self.fanout.last_block_seconds)
-            self.overhead_total_s += self.fanout.last_overhead_s
-        if progress.test_acc is not None:
-            self.accuracies = {"train_acc": progress.train_acc, "test_acc": progress.test_acc}
-            self.epochs.append({"iteration": trainer.history.epoch_iters[-1], **self.accuracies})
-        now = time.monotonic()
-        checkpoint = progress.iteration % self.checkpoint_every == 0 and progress.iteration < progress.total
-        if not (checkpoint or self.epochs or progress.iteration == progress.total
-                or now - self.last_flush >= self.interval_s):
-            return False
-        self.last_flush = now
-        return self.flush(progress, trainer, now - self.began, checkpoint)
-
-    def flush(self, progress: Progress, trainer: Trainer, elapsed: float, checkpoint: bool = False) -> bool:
-        """Write the batch, with a checkpoint of the trainer if asked (in the same round trip, so the
-        checkpoint's step always equals the number of losses recorded)."""
-        rate = progress.iteration / elapsed if elapsed > 0 else 0.0
-        fields: dict[str, Any] = {
-            "iteration": progress.iteration, "loss": progress.loss, "iterations_per_s": rate,
-            "eta_s": (progress.total - progress.iteration) / rate if rate > 0 else None,
-            "elapsed_s": trainer.history.wall_time, "gradient_s": trainer.history.gradient_time, **self.accuracies,
-        }
-        if self.fanout is not None:
-            fields["fanout_overhead_ms"] = 1000 * self.overhead_total_s / progress.iteration
-        event = {**{k: v for k, v in fields.items() if v is not None}, "total": progress.total}
-        settings = self.store.settings
-        with self.store.client.pipeline(transaction=False) as pipe:
-            pipe.incrby(stats.iterations_key(settings), len(self.losses))
-            stats.fanout_overhead_seconds(settings).observe(pipe, *self.overheads)
-            stats.block_seconds(settings).observe(pipe, *self.block_seconds)
-            if checkpoint:
-                queue_checkpoint(pipe, settings, self.job_id, trainer.state())
-            self.store.record_progress(pipe, self.job_id, self.losses, self.epochs, fields, event)
-            cancel_flag = pipe.execute()[-1]
-        self.losses, self.epochs, self.overheads, self.block_seconds = [], [], [], []
-        return cancel_flag == b"1"
-
-
 def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore, send: StartLoops,
-            worker: str) -> str | None:
+            worker: str, stopping: Callable[[], bool] = lambda: False, after: Callable[[], object] = lambda: None,
+            ) -> str | None:
     """Run (or resume) the job to its end; returns the final status, None if the job was not this worker's
-    to run, or "interrupted" if Redis (either one) went away (the job resumes from its checkpoint once it
-    is back). client: the main Redis; data: where step data goes."""
+    to run, or "interrupted" if Redis (either one) went away or this process was asked to stop (the job
+    resumes from its checkpoint). client: the main Redis; data: where step data goes; after: called at the
+    end whatever happened (the scheduler fills the slot this run frees)."""
     lease = Lease(client, store.settings, job_id)
     try:
         if not lease.acquire():
             log.info("job %s: another process coordinates it; nothing to do", job_id)
             return None
-        return _run_leased(job_id, client, data, store, send, worker, lease)
+        return _run_leased(job_id, client, data, store, send, node_label(worker), lease, stopping)
     except redis.RedisError as exc:  # nothing can be recorded now; the lease lapses and a worker resumes the job
         log.warning("job %s: lost Redis (%s); it will resume from its last checkpoint", job_id, exc)
         return "interrupted"
@@ -128,52 +61,66 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
         return None
     finally:
         lease.release()
+        try:
+            after()
+        except Exception as exc:  # e.g. Redis away: the coordinators' heartbeats dispatch later
+            log.warning("after job %s: %s", job_id, exc)
 
 
 def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStore, send: StartLoops,
-                worker: str, lease: Lease) -> str | None:
-    settings = store.settings
-    record = store.get(job_id)
-    if record is None or record["status"] not in ("queued", "running"):
-        log.info("job %s: %s; nothing to do", job_id, record and record["status"])
-        return None
-    spec = record["spec"]
+                worker: str, lease: Lease, stopping: Callable[[], bool]) -> str | None:
+    try:
+        record = store.get(job_id)
+        if record is None or record["status"] not in ("queued", "running"):
+            log.info("job %s: %s; nothing to do", job_id, record and record["status"])
+            return None
+        spec = record["spec"]
+        config, dataset = train_config(spec), str(spec["dataset"])
+        dataset_shape(dataset)  # a name the API would have refused
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:  # a record no run could ever read
+        log.error("job %s: malformed record or spec (%r); failing it", job_id, exc)
+        store.fail(job_id, f"the job's stored spec is malformed ({type(exc).__name__}) and cannot run")
+        return "failed"
     resuming = record["status"] == "running"
     if resuming:
+        crashes = _count_crash(client, data, store, job_id, record)
+        if crashes >= store.settings.max_coordinator_crashes:
+            log.error("job %s: its coordinator died %d times; failing it", job_id, crashes)
+            store.fail(job_id, f"the process coordinating this job died {crashes} times (killed, or out of memory: "
+                               "try a smaller hidden size or batch size); it is not retried again")
+            return "failed"
         blocks = int(record.get("blocks", 0))
         store.client.hset(store.keys(job_id).record, "worker", worker)
     else:
-        blocks = 0
-        if spec["gradient"]["method"] != "backprop":
-            live = len(alive_workers(client, settings, settings.blocks_queue))
-            blocks = resolve_blocks(spec["gradient"]["blocks"], live)
+        live = len(alive_workers(client, store.settings, store.settings.blocks_queue))
+        blocks = plan(spec, store.settings, live).groups
         if not store.transition(job_id, "running", ["queued"], started_at=time.time(), worker=worker, blocks=blocks):
             return None  # cancelled meanwhile
-    run = int(client.hincrby(store.keys(job_id).record, "runs", 1))
+    run = _start_run(client, data, store, job_id)
     fanout = None
     try:
-        trainer, fanout = _build(job_id, spec, blocks, client, data, store, send)
+        trainer, fanout = _build(job_id, record["owner"], config, dataset, blocks, client, data, store, send)
         if resuming:
             _resume(job_id, trainer, fanout, client, store)
         if fanout is not None:
             fanout.run = run
-        report = StepReporter(store, job_id, fanout, lease)
+        report = StepReporter(store, job_id, record["owner"], fanout, lease, record.get("started_at"), stopping)
         while not trainer.done:
-            if report(trainer.step(), trainer):
-                raise JobCancelled(job_id)
+            report(trainer.step(), trainer)
     except JobCancelled:
         log.info("job %s: cancelled", job_id)
         store.finish(job_id, "cancelled")
         return "cancelled"
-    except (DatasetError, DatasetNotFoundError, BlockFailed, ValueError) as exc:
-        log.warning("job %s failed: %s", job_id, exc)
-        store.fail(job_id, str(exc))
-        return "failed"
+    except CoordinatorStopping:
+        log.warning("job %s: this coordinator is stopping; the job resumes from its checkpoint", job_id)
+        client.hset(store.keys(job_id).record, "run_state", "interrupted")
+        return "interrupted"
     except (redis.RedisError, LeaseLost):
         raise
     except Exception as exc:
-        log.exception("job %s: unexpected error", job_id)
-        store.fail(job_id, f"internal error: {type(exc).__name__}: {exc}")
+        expected = isinstance(exc, (JobStopped, DatasetError, DatasetNotFoundError, BlockFailed, ValueError))
+        (log.warning if expected else log.exception)("job %s failed: %s", job_id, exc)
+        store.fail(job_id, public_reason(exc, dataset), **getattr(exc, "fields", {}))
         return "failed"
     finally:
         if fanout is not None:
@@ -182,9 +129,32 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
             except redis.RedisError:
                 pass  # the step keys expire by themselves
     history = trainer.history.to_dict()
-    history["config"] = {**history["config"], "dataset": spec["dataset"], "blocks": blocks, "job_id": job_id}
+    history["config"] = {**history["config"], "dataset": dataset, "blocks": blocks, "job_id": job_id}
     store.finish(job_id, "succeeded", weights=weights_bytes(trainer.net.params), history=history)
     return "succeeded"
+
+
+def _redis_epochs(client: redis.Redis, data: StepData) -> str:
+    """The run ids of both Redis servers: they change whenever a server restarts."""
+    return f"{client.info('server')['run_id']}/{data.client.info('server')['run_id']}"
+
+
+def _start_run(client: redis.Redis, data: StepData, store: JobStore, job_id: str) -> int:
+    """Record that a run starts now, under which Redis servers; returns the run's number."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hset(store.keys(job_id).record, mapping={"run_state": "running",
+                                                       "redis_epochs": _redis_epochs(client, data)})
+        pipe.hincrby(store.keys(job_id).record, "runs", 1)
+        return int(pipe.execute()[-1])
+
+
+def _count_crash(client: redis.Redis, data: StepData, store: JobStore, job_id: str, record: Mapping[str, Any]) -> int:
+    """The job's coordinator crashes so far, counting its last run if that one died: it neither ended the job
+    nor said it stopped, while both Redis servers stayed up (a restarted Redis interrupts every run)."""
+    crashes = int(record.get("crashes", 0))
+    if record.get("run_state") == "running" and record.get("redis_epochs") == _redis_epochs(client, data):
+        crashes = int(client.hincrby(store.keys(job_id).record, "crashes", 1))
+    return crashes
 
 
 def _resume(job_id: str, trainer: Trainer, fanout: FanoutGradient | None, client: redis.Redis,
@@ -201,16 +171,14 @@ def _resume(job_id: str, trainer: Trainer, fanout: FanoutGradient | None, client
     log.warning("job %s: resuming from iteration %d", job_id, step)
 
 
-def _build(job_id: str, spec: Mapping[str, Any], blocks: int, client: redis.Redis, data: StepData, store: JobStore,
-           send: StartLoops) -> tuple[Trainer, FanoutGradient | None]:
+def _build(job_id: str, owner: str, config: TrainConfig, dataset: str, blocks: int, client: redis.Redis,
+           data: StepData, store: JobStore, send: StartLoops) -> tuple[Trainer, FanoutGradient | None]:
     """The trainer for the job, with a fan-out gradient unless the method is backprop (computed here)."""
-    config = train_config(spec)
-    dataset = spec["dataset"]
     _, output_size = dataset_shape(dataset)
     trainer = Trainer(load_mnist(dataset=dataset), config, output_size=output_size)
     if config.gradient == "backprop":
         return trainer, None
     fanout = FanoutGradient(client, data, store.settings, job_id, param_shapes(trainer.net.params), config.gradient,
-                            blocks, send, cancel_flag=(store.keys(job_id).record, "cancel_requested"))
+                            blocks, send, cancel_flag=(store.keys(job_id).record, "cancel_requested"), owner=owner)
     trainer.gradient_fn = fanout
     return trainer, fanout

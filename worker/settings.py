@@ -1,12 +1,12 @@
 """One settings object for the API and the workers, read from `ZDL_*` environment variables.
 
-Both sides must agree on the Redis URL, queue names and key expiry, so they read them from the same
-place. Limits are here so the follow-up security issue can tighten them without touching the routes.
+Both sides must agree on the Redis URL, queue names, key expiry and limits, so they read them from the
+same place. The limits are what makes the service safe to share (a class or a lab on one cluster): each
+is named in the error a client gets when it hits one, so an operator knows which variable to change.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from functools import lru_cache
 
@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     #: Comma-separated API keys; each key owns the jobs it creates. Empty: no keys, and then the API may
     #: only listen on a loopback address (see `api_host` and the validator below).
     api_keys: SecretStr = SecretStr("")
+    #: Keys that may also see service-wide figures (/metrics of every tenant); they are API keys as well.
+    admin_keys: SecretStr = SecretStr("")
+    #: The server's secret: a job's owner id (in Redis key names and records) is an HMAC of the API key with
+    #: it, so neither a Redis dump nor a key name lets anyone test guesses of a key. Required with API keys.
+    secret_key: SecretStr = SecretStr("")
     #: The address `python -m api` (and `zdl cluster up`) binds the API to.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -38,13 +43,19 @@ class Settings(BaseSettings):
     #: /docs, /redoc and /openapi.json are served (they show the API's shape, no data); off: not served at all.
     public_docs: bool = True
 
+    #: `zdl cluster up`'s Redis servers refuse writes beyond these (docker-compose.yml sets its own):
+    #: the main one holds every job's record and results, the step one only steps in flight.
+    redis_maxmemory_mb: int = Field(default=1024, ge=16)
+    step_redis_maxmemory_mb: int = Field(default=512, ge=16)
+
     coordinator_queue: str = "zdl.coordinator"
     blocks_queue: str = "zdl.blocks"
 
     #: Per-step arrays (parameters, batch, block results) expire after this, so a crash leaves nothing behind.
     step_key_ttl_s: int = Field(default=600, ge=10)
-    #: Job records, history and weights; 0 keeps them until DELETE.
-    job_ttl_s: int = Field(default=0, ge=0)
+    #: A finished job (record, history, weights) is deleted this many days after it ended; 0 keeps it
+    #: until DELETE (the per-key quotas below still bound what a key can keep).
+    job_ttl_days: float = Field(default=7.0, ge=0)
     idempotency_ttl_s: int = Field(default=86400, ge=60)
 
     #: Workers refresh a heartbeat this often; one missing for `heartbeat_ttl_s` counts as gone.
@@ -77,6 +88,28 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1)
     #: Jobs queued or running at once per API key; more is a 429.
     max_active_jobs_per_key: int = Field(default=10, ge=1)
+    #: Jobs of one key that run at once; the others wait their turn, and keys take turns (round robin).
+    max_running_jobs_per_key: int = Field(default=2, ge=1)
+    #: Jobs (of any status) and bytes of results one key may keep stored; over either, a new job is a 429.
+    max_stored_jobs_per_key: int = Field(default=100, ge=1)
+    max_stored_mb_per_key: float = Field(default=256.0, gt=0)
+    #: A job's total estimated compute (zdl.engine.cost) may not exceed this; the book's run fits many
+    #: times over with every method but `numerical-reference`, which fits only short runs.
+    max_job_core_hours: float = Field(default=2.0, gt=0)
+    #: Memory of one block worker: a job whose block group would need more is refused.
+    worker_memory_mb: int = Field(default=1024, ge=64)
+    #: A job running longer than this (wall clock, from its first start) ends `failed`.
+    max_job_seconds: float = Field(default=12 * 3600.0, gt=0)
+    #: A job whose coordinator died this many times (out of memory, killed) ends `failed`, never retried again.
+    max_coordinator_crashes: int = Field(default=2, ge=1)
+    #: Initial weights larger than this saturate every unit: refused as a mistake (the book uses 0.01).
+    max_weight_init_std: float = Field(default=10.0, gt=0)
+    #: Cores one block worker uses for one block group (the engine's threads; the bits do not depend on it).
+    #: 1: run one block worker per core; N: one block worker per machine of N cores.
+    block_threads: int = Field(default=1, ge=1, le=256)
+    #: Target compute of one block group: a step that costs more is cut into more groups, so workers take
+    #: turns between jobs at least this often and a cancel is seen within it.
+    block_group_target_s: float = Field(default=0.25, gt=0)
     #: Request bodies larger than this are refused with 413 (a job body is a few hundred bytes).
     max_body_bytes: int = Field(default=65536, ge=1024)
 
@@ -92,10 +125,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _keys_or_loopback(self) -> Settings:
-        """Without API keys anyone who can reach the port could run jobs: allow that only on loopback."""
-        if not self.api_key_hashes and not is_loopback(self.api_host):
+        """Without API keys anyone who can reach the port could run jobs: allow that only on loopback. With
+        keys, the server secret that turns them into owner ids must be set (and long)."""
+        if not self.api_key_list and not is_loopback(self.api_host):
             raise ValueError(f"ZDL_API_KEYS is empty, so the API may only listen on 127.0.0.1 (or ::1), not "
                              f"ZDL_API_HOST={self.api_host!r}: set ZDL_API_KEYS=<key>[,<key>...] first")
+        if self.api_key_list and len(self.secret_key.get_secret_value()) < 16:
+            raise ValueError("ZDL_SECRET_KEY must be set to a random string of at least 16 characters when "
+                             "ZDL_API_KEYS is set (owner ids are an HMAC of each key with it)")
         return self
 
     @property
@@ -104,20 +141,28 @@ class Settings(BaseSettings):
         return self.step_redis_url or self.redis_url
 
     @property
-    def api_key_hashes(self) -> tuple[bytes, ...]:
-        """SHA-256 digests of the configured keys; the keys themselves are not kept anywhere else."""
-        keys = [k.strip() for k in self.api_keys.get_secret_value().split(",")]
-        return tuple(hashlib.sha256(k.encode()).digest() for k in keys if k)
+    def api_key_list(self) -> tuple[str, ...]:
+        """The configured API keys, admin keys included (api/auth.py turns them into owner ids)."""
+        return _split(self.api_keys) + _split(self.admin_keys)
+
+    @property
+    def job_ttl_s(self) -> float:
+        return 86400.0 * self.job_ttl_days
 
     def to_env(self) -> dict[str, str]:
         """These settings as `ZDL_*` variables, so child processes run with exactly the same ones."""
         values = self.model_dump()
-        values["api_keys"] = self.api_keys.get_secret_value()
+        for name in ("api_keys", "admin_keys", "secret_key"):
+            values[name] = getattr(self, name).get_secret_value()
         return {f"ZDL_{name.upper()}": str(value) for name, value in values.items()}
 
     def key(self, *parts: object) -> str:
         """A Redis key under this deployment's prefix: key("job", id) -> "zdl:job:<id>"."""
         return ":".join([self.key_prefix, *map(str, parts)])
+
+
+def _split(keys: SecretStr) -> tuple[str, ...]:
+    return tuple(k.strip() for k in keys.get_secret_value().split(",") if k.strip())
 
 
 def is_loopback(host: str) -> bool:

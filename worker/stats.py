@@ -65,5 +65,6 @@ def fanout_overhead_seconds(settings: Settings) -> RedisHistogram:
     return RedisHistogram.of(settings, "fanout_overhead_seconds", OVERHEAD_BUCKETS)
 
 
-def iterations_key(settings: Settings) -> str:
-    return keys.stat(settings, "iterations")
+def iterations_key(settings: Settings, owner: str | None = None) -> str:
+    """Training iterations done: all jobs', or one owner's."""
+    return keys.stat(settings, "iterations") if owner is None else keys.stat(settings, "iterations", owner)

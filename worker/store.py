@@ -18,24 +18,30 @@ import redis
 from worker import keys
 from worker.keys import ACTIVE, FINISHED, STATUSES, JobKeys
 from worker.settings import Settings
+from zdl.datasets import dataset_shape
 
 _FLOATS = frozenset({
     "created_at", "started_at", "finished_at", "loss", "train_acc", "test_acc", "iterations_per_s", "eta_s",
-    "elapsed_s", "gradient_s", "fanout_overhead_ms",
+    "elapsed_s", "gradient_s", "fanout_overhead_ms", "core_seconds", "group_memory_mb",
 })
-_INTS = frozenset({"iteration", "total", "blocks", "cancel_requested", "runs", "resumed_from"})
+_INTS = frozenset({"iteration", "total", "blocks", "cancel_requested", "runs", "resumed_from", "interruptions",
+                   "reserved_bytes", "diverged"})
 _JSON = frozenset({"spec"})
 
 Record = dict[str, Any]
 
 
-class TooManyJobs(Exception):
-    """The owner already has `limit` jobs queued or running."""
+def result_bytes(spec: Mapping[str, Any]) -> int:
+    """At most what a job's results take in Redis: weights (.npz of float64), its history (a JSON number of
+    about 20 characters per iteration) and its record. Reserved against the owner's quota when it is made."""
+    input_size, output_size = dataset_shape(spec["dataset"])
+    hidden = spec["model"]["hidden_size"]
+    n_params = input_size * hidden + hidden + hidden * output_size + output_size
+    return 8 * n_params + 32 * spec["training"]["iters"] + 8192
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"this API key already has {limit} jobs queued or running, the limit "
-                         f"(ZDL_MAX_ACTIVE_JOBS_PER_KEY={limit}); wait for one to finish or cancel one")
-        self.limit = limit
+
+class QuotaExceeded(Exception):
+    """The owner has reached one of its limits (active jobs, stored jobs, stored bytes): a 429 that says which."""
 
 
 def decode_record(raw: Mapping[bytes, bytes]) -> Record:
@@ -76,37 +82,61 @@ class JobStore:
 
     # --- creating and reading -------------------------------------------------------------------
 
-    def create(self, spec: Mapping[str, Any], owner: str, idempotency_key: str | None = None) -> tuple[str, bool]:
+    def create(self, spec: Mapping[str, Any], owner: str, idempotency_key: str | None = None, *,
+               reserved_bytes: int = 0, fields: Mapping[str, Any] | None = None) -> tuple[str, bool]:
         """A new queued job of `owner`, or the job an earlier request of theirs with the same Idempotency-Key made.
 
-        Returns (job id, created). The key check, the per-owner limit on active jobs and the creation are
-        one WATCH/MULTI transaction, so concurrent requests can neither both create a job for one key nor
-        together exceed the limit. Raises TooManyJobs at the limit.
+        Returns (job id, created). The key check, the owner's limits and the creation are one WATCH/MULTI
+        transaction, so concurrent requests can neither both create a job for one key nor together exceed
+        a limit. Raises QuotaExceeded at a limit: active jobs, stored jobs, or stored bytes, where the job
+        reserves `reserved_bytes` (what its results will take) until it is deleted. The job waits in the
+        owner's pending queue until the scheduler (worker/scheduler.py) sends it to a coordinator.
         """
         job_id = uuid.uuid4().hex
         now = time.time()
-        record = _encode({"id": job_id, "status": "queued", "spec": dict(spec), "created_at": now, "owner": owner,
-                          "iteration": 0, "total": spec["training"]["iters"], "idempotency_key": idempotency_key})
+        record = _encode({**(fields or {}), "id": job_id, "status": "queued", "spec": dict(spec), "created_at": now,
+                          "owner": owner, "iteration": 0, "total": spec["training"]["iters"],
+                          "idempotency_key": idempotency_key, "reserved_bytes": reserved_bytes})
         idem = keys.idempotency(self.settings, owner, idempotency_key) if idempotency_key else None
         active = [keys.owner_index(self.settings, owner, s) for s in ACTIVE]
-        limit = self.settings.max_active_jobs_per_key
+        stored, used = keys.owner_index(self.settings, owner), keys.owner_bytes(self.settings, owner)
 
         def create_once(pipe: redis.client.Pipeline) -> tuple[str, bool]:
             if idem is not None and (existing := pipe.get(idem)) is not None:
                 return existing.decode(), False
-            if sum(pipe.zcard(index) for index in active) >= limit:
-                raise TooManyJobs(limit)
+            self._check_quotas(sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
+                               int(pipe.get(used) or 0), reserved_bytes)
             pipe.multi()
             pipe.hset(self.keys(job_id).record, mapping=record)
             for index in (keys.jobs_index(self.settings), keys.jobs_index(self.settings, "queued"),
-                          keys.owner_index(self.settings, owner), keys.owner_index(self.settings, owner, "queued")):
+                          stored, keys.owner_index(self.settings, owner, "queued"), keys.pending(self.settings, owner)):
                 pipe.zadd(index, {job_id: now})
+            pipe.zadd(keys.pending(self.settings), {owner: 0}, nx=True)  # a new owner is served first
+            pipe.incrby(used, reserved_bytes)
             if idem is not None:
                 pipe.set(idem, job_id, ex=self.settings.idempotency_ttl_s)
             return job_id, True
 
-        watched = [*active, *([idem] if idem is not None else [])]
+        watched = [*active, stored, used, *([idem] if idem is not None else [])]
         return self.client.transaction(create_once, *watched, value_from_callable=True)
+
+    def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int) -> None:
+        s = self.settings
+        if active >= s.max_active_jobs_per_key:
+            raise QuotaExceeded(f"this API key already has {active} jobs queued or running, the limit "
+                                f"(ZDL_MAX_ACTIVE_JOBS_PER_KEY={s.max_active_jobs_per_key}); wait for one to finish "
+                                "or cancel one")
+        free = "delete finished jobs you no longer need (DELETE /v1/jobs/{id})" + (
+            f" or wait for them to expire ({s.job_ttl_days:g} days after they end, ZDL_JOB_TTL_DAYS)"
+            if s.job_ttl_days else "")
+        if stored >= s.max_stored_jobs_per_key:
+            raise QuotaExceeded(f"this API key stores {stored} jobs, its quota (ZDL_MAX_STORED_JOBS_PER_KEY="
+                                f"{s.max_stored_jobs_per_key}); {free}")
+        limit = int(s.max_stored_mb_per_key * 2**20)
+        if used_bytes + more_bytes > limit:
+            raise QuotaExceeded(f"this job's results need {more_bytes / 2**20:.1f} MiB, and this API key's stored "
+                                f"jobs already take {used_bytes / 2**20:.1f} of its {s.max_stored_mb_per_key:g} "
+                                f"MiB (ZDL_MAX_STORED_MB_PER_KEY); {free}")
 
     def get(self, job_id: str) -> Record | None:
         raw = self.client.hgetall(self.keys(job_id).record)
@@ -126,11 +156,12 @@ class JobStore:
             raws = pipe.execute()
         return int(total), [decode_record(raw) for raw in raws if raw]
 
-    def counts(self) -> dict[str, int]:
-        """Number of jobs in each status."""
+    def counts(self, owner: str | None = None) -> dict[str, int]:
+        """Number of jobs in each status: everyone's, or one owner's."""
         with self.client.pipeline(transaction=False) as pipe:
             for status in STATUSES:
-                pipe.zcard(keys.jobs_index(self.settings, status))
+                pipe.zcard(keys.jobs_index(self.settings, status) if owner is None
+                           else keys.owner_index(self.settings, owner, status))
             return dict(zip(STATUSES, map(int, pipe.execute()), strict=True))
 
     def history(self, job_id: str) -> dict[str, Any] | None:
@@ -163,7 +194,11 @@ class JobStore:
     # --- status changes ---------------------------------------------------------------------------
 
     def transition(self, job_id: str, to: str, allowed: Iterable[str], **fields: Any) -> bool:
-        """Move the job to status `to` if it is now in one of `allowed`; False (and no change) otherwise."""
+        """Move the job to status `to` if it is now in one of `allowed`; False (and no change) otherwise.
+
+        A job leaving `queued` leaves the scheduler's queues; a job that ends loses its checkpoint and, with
+        a retention time, is listed for deletion then.
+        """
         k = self.keys(job_id)
         allowed = tuple(allowed)
         event = {"type": "status", "status": to, **({"error": fields["error"]} if fields.get("error") else {})}
@@ -177,13 +212,22 @@ class JobStore:
             for index in self._status_indexes(owner):
                 pipe.zrem(index(current.decode()), job_id)
                 pipe.zadd(index(to), {job_id: float(created)})  # lists stay in creation order
+            if current == b"queued" and owner is not None:
+                self._unschedule(pipe, job_id, owner.decode())
+            if to in FINISHED:
+                pipe.delete(k.checkpoint)
+                if self.settings.job_ttl_s and owner is not None:
+                    pipe.zadd(keys.expiring(self.settings), {f"{owner.decode()}:{job_id}": time.time()
+                                                             + self.settings.job_ttl_s})
             pipe.publish(k.events, json.dumps(event))
-            if to in FINISHED and self.settings.job_ttl_s:
-                for key in k.data_keys():
-                    pipe.expire(key, self.settings.job_ttl_s)
             return True
 
         return self.client.transaction(move, k.record, value_from_callable=True)
+
+    def _unschedule(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> None:
+        pipe.zrem(keys.pending(self.settings, owner), job_id)
+        pipe.zrem(keys.dispatched(self.settings), job_id)
+        pipe.zrem(keys.dispatched(self.settings, owner), job_id)
 
     def request_cancel(self, job_id: str) -> Record | None:
         """Cancel a queued job at once; flag a running one for its coordinator; leave finished ones."""
@@ -202,26 +246,30 @@ class JobStore:
     def finish(self, job_id: str, status: str, *, weights: bytes | None = None,
                history: Mapping[str, Any] | None = None, **fields: Any) -> bool:
         """Store the results, then move running -> `status` (results first: a reader seeing
-        `succeeded` can always fetch them)."""
+        `succeeded` can always fetch them). The final history replaces the per-iteration lists (it holds
+        the same numbers), so a job's history is stored once."""
         k = self.keys(job_id)
         with self.client.pipeline() as pipe:
             if weights is not None:
                 pipe.set(k.weights, weights)
             if history is not None:
                 pipe.set(k.history, json.dumps(history))
+                pipe.delete(k.loss, k.epochs)
             pipe.execute()
         return self.transition(job_id, status, ["running"], finished_at=time.time(), **fields)
 
-    def fail(self, job_id: str, error: str) -> bool:
-        """End a queued or running job as failed with a readable reason."""
-        return self.transition(job_id, "failed", ["queued", "running"], finished_at=time.time(), error=error)
+    def fail(self, job_id: str, error: str, **fields: Any) -> bool:
+        """End a queued or running job as failed with a readable reason (and any other fields to record)."""
+        return self.transition(job_id, "failed", ["queued", "running"], finished_at=time.time(), error=error,
+                               **fields)
 
     def delete(self, job_id: str) -> str:
         """Remove a finished job and all its data: "deleted", "missing" or "busy" (not finished)."""
         k = self.keys(job_id)
 
         def remove(pipe: redis.client.Pipeline) -> str:
-            status, idem, owner = pipe.hmget(k.record, "status", "idempotency_key", "owner")
+            status, idem, owner, reserved = pipe.hmget(k.record, "status", "idempotency_key", "owner",
+                                                       "reserved_bytes")
             if status is None:
                 return "missing"
             if status.decode() not in FINISHED:
@@ -231,11 +279,27 @@ class JobStore:
             for index in self._status_indexes(owner):
                 for name in (None, *STATUSES):
                     pipe.zrem(index(name), job_id)
-            if idem is not None and owner is not None:
-                pipe.delete(keys.idempotency(self.settings, owner.decode(), idem.decode()))
+            if owner is not None:
+                self._unschedule(pipe, job_id, owner.decode())
+                pipe.zrem(keys.expiring(self.settings), f"{owner.decode()}:{job_id}")
+                pipe.decrby(keys.owner_bytes(self.settings, owner.decode()), int(reserved or 0))
+                if idem is not None:
+                    pipe.delete(keys.idempotency(self.settings, owner.decode(), idem.decode()))
             return "deleted"
 
         return self.client.transaction(remove, k.record, value_from_callable=True)
+
+    def delete_expired(self, now: float | None = None, limit: int = 100) -> list[str]:
+        """Delete up to `limit` finished jobs whose retention time has passed; returns their ids."""
+        index = keys.expiring(self.settings)
+        due = self.client.zrangebyscore(index, "-inf", time.time() if now is None else now, start=0, num=limit)
+        deleted = []
+        for member in due:
+            _, _, job_id = member.decode().rpartition(":")
+            if self.delete(job_id) == "deleted":
+                deleted.append(job_id)
+            self.client.zrem(index, member)  # also when the job was deleted meanwhile
+        return deleted
 
     def _status_indexes(self, owner: bytes | None) -> list[Callable[[str | None], str]]:
         """The index families a job is in: everyone's, and its owner's."""

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any
 
-from celery import Task
+from celery import Task, signals
 from celery.worker import state
 
-from worker import block_loop, jobs
+from worker import block_loop, jobs, scheduler
 from worker.block_loop import LoopStart
 from worker.celery_app import RUN_JOB, SERVE_BLOCKS, app
 from worker.connection import redis_client, step_data
 from worker.settings import get_settings
 from worker.store import JobStore
+
+#: Set when this pool process receives SIGTERM (a worker or cluster being stopped): the job it coordinates
+#: is checkpointed at the end of the current step and resumes on another coordinator, instead of dying.
+_terminating = threading.Event()
+
+
+@signals.worker_process_init.connect
+def checkpoint_on_sigterm(**_: Any) -> None:
+    """In a prefork pool process (coordinators), SIGTERM asks the running job to stop cleanly."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: _terminating.set())
 
 
 @app.task(name=RUN_JOB, bind=True)
@@ -20,7 +32,8 @@ def run_job(self: Task, job_id: str) -> str | None:
     """Coordinate one job to its end (queue zdl.coordinator). Deterministic failures end the job, no retry."""
     client, settings = redis_client(), get_settings()
     return jobs.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
-                        send=start_loops, worker=self.request.hostname or "unknown")
+                        send=start_loops, worker=self.request.hostname or "unknown",
+                        stopping=_terminating.is_set, after=lambda: scheduler.dispatch(client, settings, send_job))
 
 
 @app.task(name=SERVE_BLOCKS, bind=True)
@@ -36,6 +49,11 @@ def worker_stopping() -> bool:
     Compared by identity as Celery does: a warm shutdown sets should_stop to EX_OK, which is 0 (== False).
     """
     return any(flag is not None and flag is not False for flag in (state.should_stop, state.should_terminate))
+
+
+def send_job(job_id: str) -> None:
+    """Hand a job to the coordinator queue (the scheduler decides when)."""
+    run_job.apply_async(args=[job_id], queue=get_settings().coordinator_queue)
 
 
 def start_loops(starts: list[LoopStart]) -> None:

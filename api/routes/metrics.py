@@ -1,4 +1,4 @@
-"""/metrics in the Prometheus text format."""
+"""/metrics in the Prometheus text format: a tenant sees its own jobs; admins and an open scrape see all."""
 
 from __future__ import annotations
 
@@ -8,24 +8,28 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from api.auth import bearer, require_owner
+from api.auth import bearer, is_admin, require_owner
 from api.collector import ServiceCollector
 from api.deps import RedisDep, SettingsDep
 
 
-async def metrics_access(request: Request,
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-    """Open when ZDL_PUBLIC_METRICS is true; otherwise the same API key check as /v1."""
-    if not request.app.state.settings.public_metrics:
-        await require_owner(request, credentials)
+async def metrics_scope(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str | None:
+    """Whose jobs to count: None (all) when ZDL_PUBLIC_METRICS is true or the key is an admin key, else
+    the caller's owner id (the same API key check as /v1)."""
+    if request.app.state.settings.public_metrics:
+        return None
+    owner = await require_owner(request, credentials)
+    return None if is_admin(request, owner) else owner
 
 
-router = APIRouter(tags=["metrics"], dependencies=[Depends(metrics_access)])
+router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(client: RedisDep, settings: SettingsDep) -> Response:
-    """Jobs by status, live workers, iterations done, gradient block latency, fan-out overhead."""
+def metrics(client: RedisDep, settings: SettingsDep, owner: Annotated[str | None, Depends(metrics_scope)]) -> Response:
+    """Jobs by status and iterations done (the caller's, or all for an admin key), live workers, gradient
+    block latency, fan-out overhead."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServiceCollector(client, settings))
+    registry.register(ServiceCollector(client, settings, owner))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,9 @@
-"""The dashboard: `/` is the page, `/static/*` its stylesheet and scripts (plain files, no build step)."""
+"""The dashboard: `/` is the page, `/static/*` its stylesheet and scripts (plain files, no build step).
+
+The page keeps the user's API key, so it runs nothing but its own files: its Content-Security-Policy
+allows scripts, styles, connections and images from this origin only (images also as data: and blob:
+URLs, for the PNGs it fetches with the key), no inline script or style, and no framing.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,19 @@ from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                           "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
+
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
 
 @router.get("/")
 def index() -> FileResponse:
     """The single page; everything it shows it fetches from /v1 with the user's API key."""
-    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(STATIC_DIR / "index.html", headers={
+        "Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
 
 def static_files() -> StaticFiles:

@@ -7,6 +7,7 @@ export function h(tag, attrs = {}, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (name === "dataset") Object.assign(el.dataset, value);
+    else if (name === "style") el.style.cssText = value; // through the CSSOM: the page's CSP allows no inline styles
     else el.setAttribute(name, value === true ? "" : value);
   }
   for (const child of children.flat()) {

@@ -30,6 +30,7 @@ IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-i
 API_KEY = "test-key-7f3a"
 OTHER_KEY = "other-key-91c2"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+SECRET_KEY = "test-server-secret-5d1e0b"
 
 #: A small job: 784-8-10, 30 iterations of 20 samples.
 SMALL_JOB: dict[str, Any] = {
@@ -51,6 +52,18 @@ def write_idx_dataset(directory: Path, data: Dataset) -> None:
             array = np.round(array * 255).astype(np.uint8).reshape(-1, 28, 28)
         header = struct.pack(f">I{array.ndim}I", 2051 if array.ndim == 3 else 2049, *array.shape)
         (directory / name).write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0))
+
+
+@pytest.fixture(scope="session")
+def keys() -> dict[str, str]:
+    """The session's API keys by role: "mine" (API_KEY) and "other" (OTHER_KEY), and the server secret."""
+    return {"mine": API_KEY, "other": OTHER_KEY, "secret": SECRET_KEY}
+
+
+@pytest.fixture
+def small_job() -> dict[str, Any]:
+    """A fresh copy of SMALL_JOB, to change freely."""
+    return {key: dict(value) if isinstance(value, dict) else value for key, value in SMALL_JOB.items()}
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +89,8 @@ def fast_settings() -> Settings:
     """Short heartbeats and polls, so lost-worker checks and scaling take fractions of a second; two API keys;
     room for the load test's 20 jobs at once."""
     return Settings(heartbeat_interval_s=0.3, heartbeat_ttl_s=1.5, block_poll_s=0.25, progress_interval_s=0.02,
-                    api_keys=f"{API_KEY},{OTHER_KEY}", max_active_jobs_per_key=40)
+                    api_keys=f"{API_KEY},{OTHER_KEY}", secret_key=SECRET_KEY, max_active_jobs_per_key=40,
+                    max_running_jobs_per_key=4)
 
 
 @pytest.fixture(scope="session")

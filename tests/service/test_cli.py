@@ -65,7 +65,7 @@ def test_submit_reports_a_failed_job(cluster, data_dir: Path, tmp_path: Path) ->
     finally:
         (data_dir / "mnist.away").rename(data_dir / "mnist")
     assert result.returncode == 2, result.stderr
-    assert "failed: mnist data not found" in result.stderr and "Traceback" not in result.stderr
+    assert "failed: data set 'mnist' is not available" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
 
 

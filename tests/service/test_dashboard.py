@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,16 @@ class Dashboard:
         self.page.wait_for_selector(f"#job-view[data-status={status}]", timeout=timeout_ms)
 
     def wait_points(self, selector: str, at_least: int = 1) -> None:
-        self.page.wait_for_function("([s, n]) => Number(document.querySelector(s)?.dataset.points) >= n",
-                                    arg=[selector, at_least])
+        self.until("([s, n]) => Number(document.querySelector(s)?.dataset.points) >= n", [selector, at_least])
+
+    def until(self, expression: str, arg: object = None, timeout_s: float = 30.0) -> None:
+        """Poll `expression` (a function of `arg`, evaluated in the page) until it is truthy. Not Playwright's
+        wait_for_function: that evaluates a string in the page, which the page's CSP rightly forbids."""
+        deadline = time.monotonic() + timeout_s
+        while not self.page.evaluate(expression, arg):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s} s waiting for {expression} ({arg})")
+            time.sleep(0.05)
 
     def field_error(self, name: str) -> str:
         return self.page.inner_text(f".field[data-field='{name}'] .field-error")
@@ -149,7 +158,7 @@ def test_submit_watch_download_and_compare(dashboard: Dashboard, api: httpx.Clie
     dashboard.shot("03-job-live")
     dashboard.wait_status("succeeded")
     dashboard.wait_points("#loss-chart", 60)
-    page.wait_for_function("document.querySelector('#weights-image')?.naturalWidth > 0")
+    dashboard.until("() => document.querySelector('#weights-image')?.naturalWidth > 0")
     assert page.eval_on_selector("#weights-image", "img => [img.naturalWidth, img.naturalHeight]") == [640, 480]
     assert page.inner_text("#job-status") == "succeeded"
     assert page.inner_text("#stat-test").endswith("%") and page.inner_text("#stat-blocks") == "2"
@@ -223,8 +232,8 @@ def test_validation_errors_appear_next_to_their_fields(dashboard: Dashboard) -> 
 
     dashboard.fill({"model.hidden_size": "5000", "training.iters": "10", "gradient.blocks": "auto"})
     page.click("#job-form button[type=submit]")
-    page.wait_for_function("document.querySelector(\".field[data-field='model.hidden_size'] .field-error\")"
-                           ".textContent.includes('limit')")
+    dashboard.until("() => document.querySelector(\".field[data-field='model.hidden_size'] .field-error\")"
+                    ".textContent.includes('limit')")
     assert "over the limit of 1024" in dashboard.field_error("model.hidden_size")
     assert page.locator(".field.invalid").count() == 1
     dashboard.check()

@@ -3,11 +3,13 @@ settings the session cluster does not use)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.auth import owner_of
+from api.auth import owner_id
 from worker.cluster import redacted
 from worker.settings import Settings
 
@@ -65,8 +67,9 @@ def test_keys_are_stored_hashed_never_in_clear(cluster, finished_job) -> None:
 
     client = redis.Redis.from_url(cluster.settings.redis_url)
     record = client.hgetall(f"{cluster.settings.key_prefix}:job:{finished_job['id']}")
-    assert record[b"owner"].decode() == owner_of("test-key-7f3a", cluster.settings)
+    assert record[b"owner"].decode() == owner_id("test-key-7f3a", cluster.settings)
     assert len(record[b"owner"]) == 64
+    assert record[b"owner"].decode() != hashlib.sha256(b"test-key-7f3a").hexdigest()  # keyed: an HMAC, not a bare hash
     dump = b"".join(client.dump(k) or b"" for k in client.scan_iter(count=1000))
     assert b"test-key-7f3a" not in dump
     for process in cluster.processes:
@@ -107,7 +110,9 @@ def test_settings_switch_metrics_and_docs(app_client) -> None:
 def test_without_keys_only_loopback(app_client) -> None:
     with pytest.raises(ValueError, match="ZDL_API_KEYS is empty, so the API may only listen on 127.0.0.1"):
         Settings(api_keys="", api_host="0.0.0.0")
-    Settings(api_keys="k", api_host="0.0.0.0")  # with a key, any address
+    Settings(api_keys="k", api_host="0.0.0.0", secret_key="s" * 16)  # with a key (and the secret), any address
+    with pytest.raises(ValueError, match="ZDL_SECRET_KEY must be set"):
+        Settings(api_keys="k", secret_key="short")
     keyless = app_client(api_keys=SecretStr(""))
     response = keyless.get("/v1/jobs")  # the test client's address is "testclient", not loopback
     assert response.status_code == 401 and "from this machine only" in response.json()["detail"]

@@ -73,7 +73,7 @@ def test_step_data_stays_out_of_the_append_only_file(tmp_path, unlogged: bool) -
     port = processes.free_port()
     server = processes.start_redis(port, tmp_path / "data", tmp_path / "logs", persist=True)
     try:
-        processes.wait_until(lambda: processes.redis_ready(port), 20, "redis", [server])
+        processes.wait_until(lambda: processes.redis_ready(f"redis://127.0.0.1:{port}/0"), 20, "redis", [server])
         with redis.Redis(port=port) as client:
             data = StepData(client, unlogged=unlogged)
             client.set("record-kept", b"job")
@@ -93,7 +93,9 @@ def test_step_data_stays_out_of_the_append_only_file(tmp_path, unlogged: bool) -
 def test_the_cluster_keeps_step_data_on_a_redis_without_persistence(cluster) -> None:
     assert cluster.settings.step_redis_url and cluster.settings.step_redis_url != cluster.settings.redis_url
     with redis.Redis.from_url(cluster.settings.step_redis_url) as client:
-        persistence = client.info("persistence")
-        assert persistence["aof_enabled"] == 0 and client.config_get("save")["save"] == ""
+        assert client.info("persistence")["aof_enabled"] == 0
+        client.set("probe-nothing-on-disk", b"x" * 1000)
+        client.delete("probe-nothing-on-disk")
+    assert list((cluster.state_dir / "redis-steps").iterdir()) == []  # no snapshot, no append-only file
     assert not step_data(cluster.settings).unlogged
     assert step_data(cluster.settings.model_copy(update={"step_redis_url": ""})).unlogged
