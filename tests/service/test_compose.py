@@ -189,8 +189,9 @@ def test_job_survives_a_redis_restart_with_the_bits_of_zdl_train(cluster: Cluste
     5xx, the job succeeds, and its weights are bit-identical to `zdl train` with the same settings."""
     http, project = cluster.http, cluster.project
     job_id = http.post("/v1/jobs", json={"dataset": "mnist", "training": {"iters": 200}}).json()["id"]
-    while http.get(f"/v1/jobs/{job_id}").json()["progress"]["iteration"] < 20:
+    while (before := http.get(f"/v1/jobs/{job_id}").json())["progress"]["iteration"] < 20:
         time.sleep(0.1)
+    assert before["status"] == "running", before  # so Redis restarts mid-job (a step needs it)
     project("restart", "-t", "10", "redis")
     wait_ready(http, block_workers=2)
     statuses = []
