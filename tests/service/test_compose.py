@@ -93,20 +93,12 @@ def project_env(docker: Docker, **values: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def real_mnist(request: pytest.FixtureRequest) -> Path:
-    """$ZDL_DATA_DIR where set (the four files, or a folder with mnist/ in it), else the shared mnist-small."""
-    if os.environ.get("ZDL_DATA_DIR"):
-        return Path(os.environ["ZDL_DATA_DIR"]).resolve()
-    return request.getfixturevalue("mnist_small_dir").resolve()
-
-
-@pytest.fixture(scope="module")
-def cluster(docker: Docker, real_mnist: Path) -> Iterator[Cluster]:
+def cluster(docker: Docker, mnist_dir: Path) -> Iterator[Cluster]:
     """redis, redis-steps, api, coordinator and 2 block workers on real MNIST, nothing forwarded beyond this host."""
     keys = {"ZDL_API_KEYS": secrets.token_urlsafe(16), "ZDL_SECRET_KEY": secrets.token_hex(32),
             "ZDL_REDIS_PASSWORD": secrets.token_hex(24)}
     port = free_port()
-    env = project_env(docker, **keys, ZDL_DATA_HOST_DIR=str(real_mnist), ZDL_API_PUBLISHED_PORT=str(port))
+    env = project_env(docker, **keys, ZDL_DATA_HOST_DIR=str(mnist_dir), ZDL_API_PUBLISHED_PORT=str(port))
     project = ComposeProject(docker.compose, f"zdltest{os.getpid()}", env)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
                         headers={"Authorization": f"Bearer {keys['ZDL_API_KEYS']}"})
@@ -183,7 +175,7 @@ def test_redis_servers_are_locked(cluster: Cluster) -> None:
     assert not [c for c in commands if password.encode() in c], "the Redis password is on a command line"
 
 
-def test_job_survives_a_redis_restart_with_the_bits_of_zdl_train(cluster: Cluster, real_mnist: Path,
+def test_job_survives_a_redis_restart_with_the_bits_of_zdl_train(cluster: Cluster, mnist_dir: Path,
                                                                   tmp_path: Path) -> None:
     """The book's run for 200 iterations; Redis restarts mid-job; once /readyz is ready again no request gets a
     5xx, the job succeeds, and its weights are bit-identical to `zdl train` with the same settings."""
@@ -207,7 +199,7 @@ def test_job_survives_a_redis_restart_with_the_bits_of_zdl_train(cluster: Cluste
     assert max(statuses) < 500, f"after /readyz was ready again: {statuses}"
     assert job.status_code == 200 and job.json()["status"] == "succeeded", job.text
     served = np.load(io.BytesIO(http.get(f"/v1/jobs/{job_id}/weights").content))
-    local = np.load(local_training(project, real_mnist, tmp_path))
+    local = np.load(local_training(project, mnist_dir, tmp_path))
     for name in ("W1", "b1", "W2", "b2"):
         assert served[name].tobytes() == local[name].tobytes(), \
             f"{name}: max |difference| {np.abs(served[name] - local[name]).max()}"
