@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 from fastapi import FastAPI
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from api import errors
 from api.limits import BodySizeLimit
@@ -16,17 +19,25 @@ from api.routes import docs, health, jobs, metrics, pages, plots
 from worker import celery_app
 from worker.settings import Settings, get_settings
 
+#: A command that fails on a broken connection (e.g. pooled before Redis restarted) is sent again on a new one
+#: up to 3 times, 50, 100, 200 ms apart: clients made by `from_url` would otherwise not retry at all, and the
+#: first request after a Redis restart would answer 503 although Redis is back.
+RETRIES = 3
+BACKOFF = ExponentialBackoff(cap=0.5, base=0.025)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        retry = Retry(BACKOFF, RETRIES)
         app.state.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10,
-                                               health_check_interval=30)
-        app.state.async_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+                                               health_check_interval=30, retry=retry)
+        app.state.async_redis = redis.asyncio.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, retry=redis.asyncio.retry.Retry(BACKOFF, RETRIES))
         app.state.step_redis = redis.Redis.from_url(settings.step_redis_url, socket_connect_timeout=2,
-                                                    socket_timeout=5) if settings.step_redis_url else None
+                                                    socket_timeout=5, retry=retry) if settings.step_redis_url else None
         gc.freeze()  # start-up objects (FastAPI, pydantic, numpy, matplotlib) are never scanned by the collector
         yield
         app.state.redis.close()
