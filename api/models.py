@@ -102,6 +102,7 @@ class JobOut(BaseModel):
     resumed_from: int | None = Field(default=None, description="the checkpoint's iteration of the last resume")
     error: str | None = None
     diverged: bool = Field(default=False, description="the loss became NaN or infinite, and the job was stopped")
+    sweep: str | None = Field(default=None, description="the id of the sweep that made this job, if one did")
     links: Links
 
     @classmethod
@@ -114,7 +115,7 @@ class JobOut(BaseModel):
             timings=Timings(**{**_pick(record, Timings), **_times(record)}),
             blocks=record.get("blocks"), worker=record.get("worker"), runs=record.get("runs"),
             resumed_from=record.get("resumed_from"), error=record.get("error") or None,
-            diverged=bool(record.get("diverged")),
+            diverged=bool(record.get("diverged")), sweep=record.get("sweep"),
             links=Links(self=path, history=f"{path}/history", weights=f"{path}/weights", events=f"{path}/events",
                         cancel=f"{path}/cancel"),
         )
