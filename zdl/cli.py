@@ -57,8 +57,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(
+def training_config(args: argparse.Namespace) -> TrainConfig:
+    """The run that `add_training_arguments`' flags describe."""
+    return TrainConfig(
         hidden_size=args.hidden,
         weight_init_std=args.weight_init_std,
         iters=args.iters,
@@ -67,6 +68,10 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         gradient=args.gradient,
     )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = training_config(args)
     data = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
     _, output_size = dataset_shape(args.dataset)
     pool = None
