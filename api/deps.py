@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Annotated, Any
 
 import redis
@@ -11,6 +12,7 @@ from fastapi import Depends, HTTPException, Path, Request
 
 from api.auth import OwnerDep
 from worker.keys import JobKeys
+from worker.keys import workers as workers_key
 from worker.settings import Settings
 from worker.store import JobStore, decode_record
 
@@ -48,6 +50,15 @@ async def get_async_redis(request: Request) -> redis.asyncio.Redis:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 AsyncRedisDep = Annotated[redis.asyncio.Redis, Depends(get_async_redis)]
+
+
+async def get_block_workers(client: AsyncRedisDep, settings: SettingsDep) -> int:
+    """How many block workers heartbeat now (for the jobs' wall-time estimates)."""
+    return int(await client.zcount(workers_key(settings, settings.blocks_queue),
+                                   time.time() - settings.heartbeat_ttl_s, "+inf"))
+
+
+BlockWorkersDep = Annotated[int, Depends(get_block_workers)]
 
 
 async def get_store(client: RedisDep, settings: SettingsDep) -> JobStore:

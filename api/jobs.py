@@ -12,9 +12,11 @@ from celery import Celery
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
-from api.models import JobCreate
+from api.models import Estimate, JobCreate, JobOut
 from worker import scheduler
 from worker.celery_app import RUN_JOB
+from worker.heartbeat import alive_workers
+from worker.plan import plan, refusal
 from worker.settings import Settings
 from worker.store import JobStore, QuotaExceeded, result_bytes
 from zdl.datasets import dataset_shape
@@ -49,6 +51,25 @@ def check_spec(spec: JobCreate, settings: Settings) -> None:
             raise field_error(loc, f"{'.'.join(loc)} is {value}, over the limit of {limit} ({env})", value)
 
 
+def admit(spec: dict[str, Any], store: JobStore) -> None:
+    """Nothing if the cluster can run the job; else a 422 with the estimate, the limit it breaks and what to change."""
+    settings = store.settings
+    job = plan(spec, settings, len(alive_workers(store.client, settings, settings.blocks_queue)))
+    refused = refusal(job, spec, settings)
+    if refused is not None:
+        loc, message = refused
+        raise field_error(loc, message, spec[loc[0]][loc[1]])
+
+
+def job_out(record: dict[str, Any], settings: Settings, live_block_workers: int) -> JobOut:
+    """The public view of a job, with its estimate at the block workers alive now."""
+    spec = record["spec"]
+    job = plan(spec, settings, live_block_workers)
+    estimate = Estimate(core_seconds=job.total_core_s, group_memory_mb=job.group_memory_mb,
+                        wall_s=job.wall_s(spec["training"]["iters"]), block_workers=live_block_workers)
+    return JobOut.from_record(record, estimate)
+
+
 def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,
            idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
     """Create `owner`'s job (or return the one their Idempotency-Key made) and let the scheduler start it if
@@ -58,6 +79,7 @@ def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,
     """
     check_spec(spec, store.settings)
     stored_spec = spec.model_dump(mode="json")
+    admit(stored_spec, store)
     try:
         job_id, created = store.create(stored_spec, owner, idempotency_key, reserved_bytes=result_bytes(stored_spec))
     except QuotaExceeded as exc:

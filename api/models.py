@@ -80,6 +80,15 @@ class Timings(BaseModel):
                                                                        "minus the slowest block's compute time")
 
 
+class Estimate(BaseModel):
+    """What the job costs the cluster (worker/plan.py, from zdl.engine.cost)."""
+
+    core_seconds: float = Field(description="the whole job's compute: every iteration and evaluation, one core")
+    group_memory_mb: float = Field(description="a block worker's memory while it computes one block group")
+    wall_s: float = Field(description="expected wall time with the block workers alive now")
+    block_workers: int = Field(description="block workers alive now")
+
+
 class Links(BaseModel):
     self: str
     history: str
@@ -102,11 +111,12 @@ class JobOut(BaseModel):
     resumed_from: int | None = Field(default=None, description="the checkpoint's iteration of the last resume")
     error: str | None = None
     diverged: bool = Field(default=False, description="the loss became NaN or infinite, and the job was stopped")
+    estimate: Estimate | None = None
     sweep: str | None = Field(default=None, description="the id of the sweep that made this job, if one did")
     links: Links
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> JobOut:
+    def from_record(cls, record: dict[str, Any], estimate: Estimate | None = None) -> JobOut:
         """The public view of a stored job record (worker/store.py)."""
         path = f"/v1/jobs/{record['id']}"
         return cls(
@@ -115,7 +125,7 @@ class JobOut(BaseModel):
             timings=Timings(**{**_pick(record, Timings), **_times(record)}),
             blocks=record.get("blocks"), worker=record.get("worker"), runs=record.get("runs"),
             resumed_from=record.get("resumed_from"), error=record.get("error") or None,
-            diverged=bool(record.get("diverged")), sweep=record.get("sweep"),
+            diverged=bool(record.get("diverged")), estimate=estimate, sweep=record.get("sweep"),
             links=Links(self=path, history=f"{path}/history", weights=f"{path}/weights", events=f"{path}/events",
                         cancel=f"{path}/cancel"),
         )

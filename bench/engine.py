@@ -1,20 +1,23 @@
 """Benchmark of the numerical-gradient engine (issue 3).
 
 Mode `gradient` (default): per-iteration gradient time on 784-50-10, batch 100, real MNIST batches,
-for numerical-reference, numerical (1 and N processes) and backprop, measured side by side in one run;
-prints medians, the ratios reference/numerical and numerical/backprop, and peak memory.
+for numerical-reference, numerical (numba and numpy kernels, 1 and 2 threads, N processes) and
+backprop, measured side by side in one run; then numerical (numba) and backprop on hidden 100/300,
+batch 1000, and Fashion-MNIST 784-50-10 and 784-300-10; prints medians, ratios and peak memory.
+
+Mode `compile`: the kernels' compile time cold (empty cache) and cached, each in a fresh process.
 
 Mode `train`: the book's full numerical run (10,000 iterations by default); prints wall time, final
 accuracies and memory at iteration 1,000 and at the end.
 
     python bench/engine.py [--data-dir DIR] [--workers 2] [--ref-iters 3]
-    python bench/engine.py train [--iters 10000] [--workers 2]
+    python bench/engine.py train [--iters 10000] [--workers 2 | --threads 2]
+    python bench/engine.py compile
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import resource
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from zdl.datasets import load_mnist
-from zdl.engine import gradient
+from zdl.engine import gradient, kernel_name, warm_up
 from zdl.engine.parallel import ProcessPoolGradient
 from zdl.engine.threads import single_threaded_blas
 from zdl.nets import TwoLayerNet
@@ -91,15 +94,20 @@ def bench_gradient(args: argparse.Namespace) -> None:
         return x_train[mask], t_train[mask]
 
     rows = []
+    warm_up()
     t_ref = median_seconds(lambda: gradient(net.params, *batch(), "numerical-reference"), args.ref_iters)
     rows.append(("numerical-reference, 1 process", t_ref))
-    t_num = median_seconds(lambda: gradient(net.params, *batch(), "numerical"), args.repeats)
-    rows.append(("numerical, 1 process", t_num))
+    t_num = median_seconds(lambda: gradient(net.params, *batch(), "numerical", kernel="numba"), args.repeats)
+    rows.append(("numerical (numba), 1 thread", t_num))
+    t_threads = median_seconds(lambda: gradient(net.params, *batch(), threads=2, kernel="numba"), args.repeats)
+    rows.append(("numerical (numba), 2 threads", t_threads))
+    t_numpy = median_seconds(lambda: gradient(net.params, *batch(), "numerical", kernel="numpy"), args.repeats)
+    rows.append(("numerical (numpy), 1 thread", t_numpy))
     t_pool = None
     if args.workers > 1:
         with ProcessPoolGradient((784, 50, 10), args.workers) as pool:
             t_pool = median_seconds(lambda: pool(net.params, *batch()), args.repeats)
-        rows.append((f"numerical, {args.workers} processes", t_pool))
+        rows.append((f"numerical (numba), {args.workers} processes", t_pool))
     t_bp = median_seconds(lambda: gradient(net.params, *batch(), "backprop"), args.repeats)
     rows.append(("backprop, 1 process", t_bp))
 
@@ -109,17 +117,63 @@ def bench_gradient(args: argparse.Namespace) -> None:
     out(f"|{'-' * 34}|{'-' * 16}:|")
     for name, seconds in rows:
         out(f"| {name:<32} | {1000 * seconds:>14.2f} |")
-    out(f"reference / numerical (1 process): {t_ref / t_num:.0f}x")
+    out(f"reference / numerical (numba, 1 thread): {t_ref / t_num:.0f}x; numpy kernel / numba: {t_numpy / t_num:.1f}x")
+    out(f"numerical 1 thread / 2 threads: {t_num / t_threads:.2f}x")
     if t_pool is not None:
-        out(f"numerical 1 process / {args.workers} processes: {t_num / t_pool:.2f}x")
+        out(f"numerical 1 thread / {args.workers} processes: {t_num / t_pool:.2f}x")
     out(f"numerical / backprop: {t_num / t_bp:.1f}x")
+    bench_shapes(args, data)
     out(f"peak memory of this process: {peak_mb():.0f} MB")
     del data
 
 
+def bench_shapes(args: argparse.Namespace, mnist) -> None:
+    """numerical (numba, 1 and 2 threads) and backprop on larger shapes and on Fashion-MNIST."""
+    try:
+        fashion = load_mnist(dataset="fashion-mnist")
+    except Exception as exc:  # Fashion-MNIST absent: say so, measure the rest
+        out(f"Fashion-MNIST not found ({exc}); its rows are left out")
+        fashion = None
+    out(f"| {'data, shape, batch':<28} | {'numerical 1 thr':>15} | {'2 threads':>10} | {'backprop':>9} | ms |")
+    out(f"|{'-' * 30}|{'-' * 16}:|{'-' * 11}:|{'-' * 10}:|----|")
+    cases = [("mnist", mnist, 100, 1000), ("mnist", mnist, 300, 1000), ("fashion", fashion, 50, 100),
+             ("fashion", fashion, 300, 100)]
+    rng = np.random.default_rng(1)
+    for name, data, hidden, size in cases:
+        if data is None:
+            continue
+        (x_train, t_train), _ = data
+        mask = rng.choice(len(x_train), size)
+        x, t = x_train[mask].astype(np.float64), t_train[mask]
+        params = TwoLayerNet(784, hidden, 10, seed=0).params
+        one = median_seconds(lambda p=params, x=x, t=t: gradient(p, x, t, threads=1), max(3, args.repeats // 3))
+        two = median_seconds(lambda p=params, x=x, t=t: gradient(p, x, t, threads=2), max(3, args.repeats // 3))
+        bp = median_seconds(lambda p=params, x=x, t=t: gradient(p, x, t, "backprop"), max(3, args.repeats // 3))
+        label = f"{name} 784-{hidden}-10, {size}"
+        out(f"| {label:<28} | {1000 * one:>15.2f} | {1000 * two:>10.2f} | {1000 * bp:>9.2f} |    |")
+
+
+COMPILE = "import time, zdl.engine; print(zdl.engine.warm_up('numba'))"
+
+
+def bench_compile(args: argparse.Namespace) -> None:
+    """warm_up() in fresh processes: with an empty cache (NUMBA_CACHE_DIR a new folder), then cached."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        cold = float(subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True,
+                                    check=True).stdout)
+        cached = [float(subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True,
+                                       check=True).stdout) for _ in range(3)]
+    out(f"kernel compile: cold {cold:.2f} s, cached {statistics.median(cached):.3f} s (median of 3)")
+
+
 def bench_train(args: argparse.Namespace) -> None:
     data, description = load_data(args.data_dir)
-    out(f"data: {description}; {args.iters} iterations, numerical, {args.workers} process(es)")
+    out(f"data: {description}; {args.iters} iterations, numerical ({kernel_name()}), "
+        + (f"{args.workers} processes" if args.workers > 1 else f"{args.threads} thread(s)"))
     config = TrainConfig(iters=args.iters, gradient="numerical")
     memory: dict[int, float] = {}
 
@@ -127,12 +181,20 @@ def bench_train(args: argparse.Namespace) -> None:
         if progress.iteration in (1, 1000, args.iters) or progress.iteration % 1000 == 0:
             memory[progress.iteration] = rss_mb()
 
+    (x_train, t_train), (x_test, t_test) = data
+    data = (x_train.astype(np.float64), t_train), (x_test.astype(np.float64), t_test)  # as `zdl train` does
+    warm_up()
     pool = ProcessPoolGradient((784, 50, 10), args.workers) if args.workers > 1 else None
+    threads = args.threads
+
+    def threaded(params, x, t):
+        return gradient(params, x, t, threads=threads)
+
     began = time.perf_counter()
     try:
-        # As `zdl train --workers N` does: idle BLAS threads here would steal the workers' cores.
-        with single_threaded_blas() if pool is not None else contextlib.nullcontext():
-            history = Trainer(data, config, pool).run(record)
+        # As `zdl train` does: idle BLAS threads here would steal the gradient's cores.
+        with single_threaded_blas():
+            history = Trainer(data, config, pool or threaded).run(record)
     finally:
         if pool is not None:
             pool.close()
@@ -145,14 +207,15 @@ def bench_train(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=["gradient", "train"], default="gradient")
+    parser.add_argument("mode", nargs="?", choices=["gradient", "train", "compile"], default="gradient")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="train mode with --workers 1: threads in process")
     parser.add_argument("--repeats", type=int, default=21, help="timed iterations per fast method")
     parser.add_argument("--ref-iters", type=int, default=3, help="timed iterations of numerical-reference")
     parser.add_argument("--iters", type=int, default=10000, help="train mode: iterations")
     args = parser.parse_args()
-    bench_gradient(args) if args.mode == "gradient" else bench_train(args)
+    {"gradient": bench_gradient, "train": bench_train, "compile": bench_compile}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ import redis
 
 from worker import keys
 from worker.blocks import BlockRequest, compute_group
-from worker.keys import RunKeys
+from worker.errors import GroupCancelled, GroupHandedBack
+from worker.keys import JobKeys, RunKeys
 from worker.settings import Settings
 from worker.transfer import StepData
 
@@ -83,36 +84,68 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
         log.info("job %s: loop %s is no longer wanted; ending", start.job_id, start.loop_id)
         return 0
     served = 0
-    slice_s = turn_length(client, settings, start.owner)
+    turn = Turn(client, settings, start)
     last_request = time.monotonic()
-    next_turn_check = last_request + slice_s
-    while not stopping():
-        try:
-            item = data.client.blpop([keys.requests], timeout=settings.block_poll_s)
-        except redis.RedisError as exc:  # Redis away: the coordinator resumes the job as a new run anyway
-            log.warning("job %s: block loop lost Redis (%s)", start.job_id, exc)
-            if time.monotonic() - last_request >= settings.block_loop_idle_s:
-                return served
-            time.sleep(settings.block_poll_s)
-            continue
+    try:
+        while not stopping():
+            try:
+                item = data.client.blpop([keys.requests], timeout=settings.block_poll_s)
+            except redis.RedisError as exc:  # Redis away: the coordinator resumes the job as a new run anyway
+                log.warning("job %s: block loop lost Redis (%s)", start.job_id, exc)
+                if time.monotonic() - last_request >= settings.block_loop_idle_s:
+                    return served
+                time.sleep(settings.block_poll_s)
+                continue
+            now = time.monotonic()
+            if item is None:
+                if now - last_request >= settings.block_loop_idle_s or _others_waiting(client, settings) or \
+                        not data.client.hexists(keys.loops, start.loop_id):
+                    break
+                continue
+            if item[1] == STOP:
+                break
+            served += _serve_one(data, settings, start, item[1], worker, turn)
+            last_request = time.monotonic()
+            if last_request >= turn.ends_at:
+                turn.ends_at = last_request + turn.length
+                if _others_waiting(client, settings):
+                    break
+        return served + _leave(data, settings, start, worker, turn)
+    except GroupHandedBack:
+        return served
+
+
+class Turn:
+    """A loop's turn on its worker, checked between chunks of a block group's work (the engine's `check`):
+    a cancelled job's group is dropped, and a group still running when the turn is over and other loops
+    wait is handed back, so no job holds a worker longer than a turn plus a check interval."""
+
+    #: At most this often, the check reads the cancel flag and the Celery queue (one round trip).
+    INTERVAL_S = 0.1
+
+    def __init__(self, client: redis.Redis, settings: Settings, start: LoopStart) -> None:
+        self.client, self.settings = client, settings
+        self.record = JobKeys.of(settings, start.job_id).record
+        self.length = turn_length(client, settings, start.owner)
+        self.ends_at = time.monotonic() + self.length
+        self._next_look = 0.0
+
+    def check(self) -> None:
         now = time.monotonic()
-        if item is None:
-            if now - last_request >= settings.block_loop_idle_s or _others_waiting(client, settings) or \
-                    not data.client.hexists(keys.loops, start.loop_id):
-                break
-            continue
-        if item[1] == STOP:
-            break
-        served += _serve_one(data, settings, start, item[1], worker)
-        last_request = time.monotonic()
-        if last_request >= next_turn_check:
-            next_turn_check = last_request + slice_s
-            if _others_waiting(client, settings):
-                break
-    return served + _leave(data, settings, start, worker)
+        if now < self._next_look:
+            return
+        self._next_look = now + self.INTERVAL_S
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(self.record, "cancel_requested")
+            pipe.llen(self.settings.blocks_queue)
+            cancel, waiting = pipe.execute()
+        if cancel == b"1":
+            raise GroupCancelled()
+        if waiting and now >= self.ends_at:
+            raise GroupHandedBack()
 
 
-def _leave(data: StepData, settings: Settings, start: LoopStart, worker: str) -> int:
+def _leave(data: StepData, settings: Settings, start: LoopStart, worker: str, turn: Turn) -> int:
     """Leave the loops hash and pop the list atomically, serving what was popped, until nothing is left."""
     served = 0
     while True:
@@ -122,30 +155,39 @@ def _leave(data: StepData, settings: Settings, start: LoopStart, worker: str) ->
             _, raw = pipe.execute()
         if raw is None or raw == STOP:
             return served
-        served += _serve_one(data, settings, start, raw, worker)
+        served += _serve_one(data, settings, start, raw, worker, turn)
 
 
-def _serve_one(data: StepData, settings: Settings, start: LoopStart, raw: bytes, worker: str) -> int:
+def _serve_one(data: StepData, settings: Settings, start: LoopStart, raw: bytes, worker: str, turn: Turn) -> int:
+    """Compute one request; 1 if done, 0 if dropped. Raises GroupHandedBack after handing it back (the turn
+    is over, or Redis failed under it): the loop then ends."""
     try:
         request = BlockRequest.from_dict(json.loads(raw))
     except (ValueError, KeyError, TypeError) as exc:
         log.error("job %s: dropping a malformed block request (%s)", start.job_id, exc)
         return 0
     try:
-        compute_group(data, settings, request, worker)
-    except redis.RedisError:
+        compute_group(data, settings, request, worker, check=turn.check)
+    except GroupCancelled:
+        log.info("job %s: cancelled; dropping block group %d of step %d", start.job_id, request.group, request.step)
+        return 0
+    except (GroupHandedBack, redis.RedisError) as exc:
+        log.info("job %s: handing block group %d of step %d back (%r)", start.job_id, request.group, request.step,
+                 exc)
         hand_back(data, start, request, raw)
-        raise
+        raise GroupHandedBack() from exc
     return 1
 
 
 def hand_back(data: StepData, start: LoopStart, request: BlockRequest, raw: bytes) -> None:
-    """Put a request this loop cannot finish back at the head of the run's list, unclaimed, for another loop
-    (best effort: with Redis away, the coordinator re-sends it once it is back)."""
+    """Put a request back at the head of the run's list, unclaimed, and leave the run's loops, so that the
+    coordinator starts a loop that serves it (best effort: with Redis away, the coordinator re-sends it once
+    Redis is back)."""
     try:
-        with data.client.pipeline(transaction=False) as pipe:
+        with data.client.pipeline(transaction=True) as pipe:
             pipe.hdel(request.keys.claims, str(request.group))
             pipe.lpush(start.keys.requests, raw)
+            pipe.hdel(start.keys.loops, start.loop_id)
             pipe.execute()
     except redis.RedisError as exc:
         log.warning("job %s: could not hand block group %d back (%s)", start.job_id, request.group, exc)

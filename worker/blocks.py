@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from worker.errors import GroupCancelled, GroupHandedBack
 from worker.keys import StepKeys
 from worker.settings import Settings
 from worker.transfer import ArrayRef, StepData
@@ -91,7 +92,8 @@ def group_blocks(shapes: ShapeItems, n_groups: int, group: int) -> tuple[Block, 
     return groups[group]
 
 
-def compute_group(data: StepData, settings: Settings, request: BlockRequest, worker: str) -> float | None:
+def compute_group(data: StepData, settings: Settings, request: BlockRequest, worker: str,
+                  check: Callable[[], object] | None = None) -> float | None:
     """Compute the request's blocks and notify the coordinator; returns compute seconds (None if skipped).
 
     A step whose arrays are gone (cancelled, finished, or expired) is skipped: nobody waits for it.
@@ -116,7 +118,10 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
     notice: dict[str, Any] = {"group": request.group, "worker": worker}
     began = time.perf_counter()
     try:
-        values = np.concatenate(blocks_gradient(request.blocks, params, x, t, request.method))
+        values = np.concatenate(blocks_gradient(request.blocks, params, x, t, request.method,
+                                                threads=settings.block_threads, check=check))
+    except (GroupCancelled, GroupHandedBack):
+        raise  # the caller's check interrupted the group: not a failure of it
     except Exception as exc:
         log.exception("job %s step %d: block group %d failed", request.job_id, request.step, request.group)
         notice["error"] = f"block group {request.group} of step {request.step} failed: {_what_failed(exc)}"

@@ -11,12 +11,16 @@ Start workers with:
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any
 
 from celery import Celery, signals
 
 from worker.heartbeat import Heartbeat
 from worker.settings import Settings, get_settings
+from zdl.engine.kernel import kernel_name, warm_up
+
+log = logging.getLogger(__name__)
 
 RUN_JOB = "zdl.run_job"
 SERVE_BLOCKS = "zdl.serve_blocks"
@@ -51,6 +55,14 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     app.steps["worker"].add(Heartbeat)
     return app
+
+
+@signals.worker_init.connect
+def compile_kernels(**_: Any) -> None:
+    """Compile the engine's kernels (or load them from Numba's cache) before the worker takes any work and
+    before it heartbeats, so no job's step ever waits for a compiler (pool processes fork from here)."""
+    seconds = warm_up()
+    log.info("engine kernels (%s) ready in %.2f s", kernel_name(), seconds)
 
 
 @signals.worker_ready.connect

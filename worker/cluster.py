@@ -207,7 +207,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster = subparsers.add_parser("cluster", help="run the training service on this machine")
     actions = cluster.add_subparsers(dest="cluster_command", required=True)
     up = actions.add_parser("up", help="start Redis, workers and the API; Ctrl-C stops them")
-    up.add_argument("--workers", type=int, default=2, help="block workers (default 2; one per core is best)")
+    up.add_argument("--workers", type=int, default=2, help="block workers (default 2)")
+    up.add_argument("--threads", type=int, default=None,
+                    help="cores each block worker uses on one block group (default $ZDL_BLOCK_THREADS or 1; "
+                         "workers x threads = the machine's cores is best)")
     up.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000; 0: any free)")
     up.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
     up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -249,7 +252,8 @@ def run_up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     secret = os.environ.get("ZDL_SECRET_KEY") or stored_secret(args.state_dir, SECRET_KEY_FILE)
-    settings = Settings(secret_key=SecretStr(secret), **({"redis_url": args.redis_url} if args.redis_url else {}))
+    chosen = {"redis_url": args.redis_url, "block_threads": args.threads}
+    settings = Settings(secret_key=SecretStr(secret), **{k: v for k, v in chosen.items() if v is not None})
     generated = None
     if not settings.api_key_list:  # never run without a key: make one for this cluster's life
         generated = secrets.token_urlsafe(24)

@@ -19,6 +19,14 @@ class BlockFailed(RuntimeError):
     """A block group reported a deterministic error; retrying would fail again."""
 
 
+class GroupCancelled(Exception):
+    """Raised from the engine's check: the job of the block group being computed has been cancelled."""
+
+
+class GroupHandedBack(Exception):
+    """Raised from the engine's check: the block loop's turn is over and other loops wait for the worker."""
+
+
 class JobStopped(Exception):
     """The job must end `failed` for a reason that is already fit to show (diverged, over its time limit)."""
 

@@ -17,6 +17,7 @@ import redis
 from worker.coordinator import FanoutGradient, StartLoops
 from worker.errors import BlockFailed, CoordinatorStopping, JobCancelled, JobStopped, node_label, public_reason
 from worker.heartbeat import alive_workers
+from worker.plan import plan
 from worker.recovery import Lease, LeaseLost, load_checkpoint, rewind_progress
 from worker.reporter import StepReporter
 from worker.store import JobStore
@@ -37,11 +38,6 @@ def train_config(spec: Mapping[str, Any]) -> TrainConfig:
         batch_size=training["batch_size"], learning_rate=training["learning_rate"], seed=training["seed"],
         gradient=spec["gradient"]["method"],
     )
-
-
-def resolve_blocks(requested: int | str, live_block_workers: int) -> int:
-    """`auto` is one group per live block worker (at least one); a number is taken as given."""
-    return max(live_block_workers, 1) if requested == "auto" else int(requested)
 
 
 def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore, send: StartLoops,
@@ -75,15 +71,16 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
                 worker: str, lease: Lease, stopping: Callable[[], bool]) -> str | None:
     try:
         record = store.get(job_id)
-        spec = record["spec"] if record is not None else {}
-        config, dataset = (train_config(spec), str(spec["dataset"])) if record is not None else (None, "")
+        if record is None or record["status"] not in ("queued", "running"):
+            log.info("job %s: %s; nothing to do", job_id, record and record["status"])
+            return None
+        spec = record["spec"]
+        config, dataset = train_config(spec), str(spec["dataset"])
+        dataset_shape(dataset)  # a name the API would have refused
     except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:  # a record no run could ever read
         log.error("job %s: malformed record or spec (%r); failing it", job_id, exc)
         store.fail(job_id, f"the job's stored spec is malformed ({type(exc).__name__}) and cannot run")
         return "failed"
-    if record is None or config is None or record["status"] not in ("queued", "running"):
-        log.info("job %s: %s; nothing to do", job_id, record and record["status"])
-        return None
     resuming = record["status"] == "running"
     if resuming:
         crashes = _count_crash(client, data, store, job_id, record)
@@ -95,10 +92,8 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         blocks = int(record.get("blocks", 0))
         store.client.hset(store.keys(job_id).record, "worker", worker)
     else:
-        blocks = 0
-        if config.gradient != "backprop":
-            live = len(alive_workers(client, store.settings, store.settings.blocks_queue))
-            blocks = resolve_blocks(spec["gradient"]["blocks"], live)
+        live = len(alive_workers(client, store.settings, store.settings.blocks_queue))
+        blocks = plan(spec, store.settings, live).groups
         if not store.transition(job_id, "running", ["queued"], started_at=time.time(), worker=worker, blocks=blocks):
             return None  # cancelled meanwhile
     run = _start_run(client, data, store, job_id)

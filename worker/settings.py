@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     max_coordinator_crashes: int = Field(default=2, ge=1)
     #: Initial weights larger than this saturate every unit: refused as a mistake (the book uses 0.01).
     max_weight_init_std: float = Field(default=10.0, gt=0)
+    #: Cores one block worker uses for one block group (the engine's threads; the bits do not depend on it).
+    #: 1: run one block worker per core; N: one block worker per machine of N cores.
+    block_threads: int = Field(default=1, ge=1, le=256)
     #: Target compute of one block group: a step that costs more is cut into more groups, so workers take
     #: turns between jobs at least this often and a cancel is seen within it.
     block_group_target_s: float = Field(default=0.25, gt=0)

@@ -84,6 +84,9 @@ IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x08 (unsigned byte) and the numbe
 ROWS = COLS = 28
 NUM_CLASSES = 10
 
+#: (training, test) images of the published sets: the most one accuracy evaluation of a run goes through.
+PUBLISHED_SIZES: dict[str, tuple[int, int]] = {"mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000)}
+
 _memory_cache: dict[tuple[str, int, int], np.ndarray] = {}
 
 

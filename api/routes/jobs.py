@@ -9,7 +9,7 @@ from sse_starlette import EventSourceResponse
 
 from api import events, jobs
 from api.auth import OwnerDep, require_owner
-from api.deps import AsyncRedisDep, JobDep, JobId, SettingsDep, StoreDep, valid_job_id
+from api.deps import AsyncRedisDep, BlockWorkersDep, JobDep, JobId, SettingsDep, StoreDep, valid_job_id
 from api.models import ErrorOut, HistoryOut, JobCreate, JobOut, JobPage, JobStatus
 
 #: Every route needs a valid key (require_owner); a job of another key is a 404 like a missing one.
@@ -25,14 +25,16 @@ def create_job(
     owner: OwnerDep,
     request: Request,
     response: Response,
+    live: BlockWorkersDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
-    """Submit a training job; a retried POST with the same Idempotency-Key returns the same job."""
+    """Submit a training job; a retried POST with the same Idempotency-Key returns the same job. A job the
+    cluster cannot run (too much memory per block group, too much compute) is a 422 with its estimate."""
     record, created = jobs.submit(store, request.app.state.celery, body, owner, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{record['id']}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return JobOut.from_record(record)
+    return jobs.job_out(record, store.settings, live)
 
 
 @router.get("", response_model=JobPage)
@@ -40,6 +42,7 @@ def list_jobs(
     store: StoreDep,
     settings: SettingsDep,
     owner: OwnerDep,
+    live: BlockWorkersDep,
     status: JobStatus | None = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=10**9)] = 20,
@@ -47,13 +50,13 @@ def list_jobs(
     """Your jobs (this API key's), newest first, optionally only those in one status."""
     limit = min(limit, settings.max_page_size)
     total, records = store.list(owner, status, offset, limit)
-    return JobPage(items=[JobOut.from_record(r) for r in records], total=total, offset=offset, limit=limit)
+    return JobPage(items=[jobs.job_out(r, settings, live) for r in records], total=total, offset=offset, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobOut)
-async def get_job(job: JobDep) -> JobOut:
-    """Status, progress, latest loss and accuracies, timings, and the error of a failed job."""
-    return JobOut.from_record(job)
+async def get_job(job: JobDep, settings: SettingsDep, live: BlockWorkersDep) -> JobOut:
+    """Status, progress, latest loss and accuracies, timings, the estimate, and the error of a failed job."""
+    return jobs.job_out(job, settings, live)
 
 
 @router.get("/{job_id}/history", response_model=HistoryOut)
@@ -85,12 +88,12 @@ async def get_events(job_id: JobId, client: AsyncRedisDep, settings: SettingsDep
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job: JobDep, store: StoreDep) -> JobOut:
+def cancel_job(job: JobDep, store: StoreDep, live: BlockWorkersDep) -> JobOut:
     """Cancel a job: a queued one at once, a running one at its next iteration; finished ones are left as they are."""
     record = store.request_cancel(job["id"])
     if record is None:
         raise HTTPException(404, "Job not found")
-    return JobOut.from_record(record)
+    return jobs.job_out(record, store.settings, live)
 
 
 @router.delete("/{job_id}", status_code=204, responses={409: {"model": ErrorOut}})

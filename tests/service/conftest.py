@@ -55,6 +55,18 @@ def write_idx_dataset(directory: Path, data: Dataset) -> None:
 
 
 @pytest.fixture(scope="session")
+def keys() -> dict[str, str]:
+    """The session's API keys by role: "mine" (API_KEY) and "other" (OTHER_KEY), and the server secret."""
+    return {"mine": API_KEY, "other": OTHER_KEY, "secret": SECRET_KEY}
+
+
+@pytest.fixture
+def small_job() -> dict[str, Any]:
+    """A fresh copy of SMALL_JOB, to change freely."""
+    return {key: dict(value) if isinstance(value, dict) else value for key, value in SMALL_JOB.items()}
+
+
+@pytest.fixture(scope="session")
 def service_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("service")
 

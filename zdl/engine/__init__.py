@@ -2,9 +2,12 @@
 
 from zdl.engine.blocks import PARAM_NAMES, Block, assemble, block_groups, param_shapes, partition
 from zdl.engine.compute import METHODS, block_gradient, blocks_gradient, gradient
+from zdl.engine.cost import IterationCost, iteration_cost
+from zdl.engine.kernel import kernel_name, warm_up
 
 __all__ = [
     "METHODS",
+    "IterationCost",
     "PARAM_NAMES",
     "Block",
     "assemble",
@@ -12,6 +15,9 @@ __all__ = [
     "block_groups",
     "blocks_gradient",
     "gradient",
+    "iteration_cost",
+    "kernel_name",
     "param_shapes",
     "partition",
+    "warm_up",
 ]

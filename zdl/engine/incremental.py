@@ -18,6 +18,10 @@ exact in real arithmetic, and exp of the tiny exponents dz W2 is its Taylor poly
 truncation error is far below rounding, so the result differs from `numerical-reference` by rounding
 alone. Every gradient entry is computed by the same elementwise operations and summed over samples in
 ascending order whatever block it falls in, so any partition gives bit-identical gradients.
+
+This is the NumPy kernel: the readable reference of the compiled one (`compiled.py`) and the fallback
+where Numba is missing. Work goes in chunks of samples (`budget`); a chunk's per-sample sums are added
+to the previous chunks' in ascending sample order, so chunking never changes the bits.
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from zdl.engine import budget
 from zdl.engine.blocks import Block
+from zdl.engine.budget import Check, no_check
 from zdl.engine.inputs import Params
+from zdl.engine.pieces import UnitRangeWork, hidden_blocks_gradient
+from zdl.engine.series import SMALL_EXPONENT
 from zdl.engine.threads import single_threaded_blas
 from zdl.functions import DELTA, sigmoid
 from zdl.gradient import H
@@ -37,10 +45,7 @@ from zdl.gradient import H
 #: Rows of (sample, value) pairs processed together: keeps the (classes, rows, hidden) work arrays in cache.
 CHUNK_ELEMENTS = 1 << 17
 
-#: Below this |u|, exp(u) = 1 + u + u^2/2 + u^3/6 + u^4/24 to within u^5/120 < 1e-17, a tenth of the
-#: rounding of a number near 1. The polynomial is 5x cheaper than np.exp where NumPy has no vectorized
-#: exp for float64 (CPUs without AVX-512), and exp is most of the engine's work.
-SMALL_EXPONENT = 1e-3
+__all__ = ["SMALL_EXPONENT", "exp_near_zero", "incremental_blocks_gradient"]  # SMALL_EXPONENT: see `series`
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,19 @@ class BaseForward:
     labels: NDArray[np.intp]  # (N,)
 
 
-def base_forward(params: Params, x: NDArray[np.float64], labels: NDArray[np.intp]) -> BaseForward:
+def base_forward(
+    params: Params, x: NDArray[np.float64], labels: NDArray[np.intp], check: Check = no_check
+) -> BaseForward:
+    """The forward pass on one BLAS thread, in chunks of samples that depend on the shapes alone."""
+    batch, hidden = x.shape[0], params["W1"].shape[1]
+    z1, e = np.empty((batch, hidden)), np.empty((batch, params["W2"].shape[1]))
+    step = budget.samples_per_chunk(32 * hidden, budget.NUMPY_CHUNK_BYTES)  # a few (chunk, hidden) temporaries
     with single_threaded_blas():
-        a1 = np.dot(x, params["W1"]) + params["b1"]
-        z1 = sigmoid(a1)
-        a2 = np.dot(z1, params["W2"]) + params["b2"]
-    e = np.exp(a2 - np.max(a2, axis=1, keepdims=True))
+        for lo in range(0, batch, step):
+            z1[lo : lo + step] = sigmoid(np.dot(x[lo : lo + step], params["W1"]) + params["b1"])
+            a2 = np.dot(z1[lo : lo + step], params["W2"]) + params["b2"]
+            e[lo : lo + step] = np.exp(a2 - np.max(a2, axis=1, keepdims=True))
+            check()
     return BaseForward(z1, e, e.sum(axis=1), e[np.arange(len(labels)), labels], labels)
 
 
@@ -69,6 +81,7 @@ def hidden_shift_loss_diff(
     samples: NDArray[np.intp],
     values: NDArray[np.float64],
     units: slice = slice(None),
+    check: Check = no_check,
 ) -> NDArray[np.float64]:
     """l_n(a1[n, j] + v h) - l_n(a1[n, j] - v h) for each (sample n, value v) row and hidden unit j in `units`.
 
@@ -87,6 +100,7 @@ def hidden_shift_loss_diff(
         loss_plus = _loss_after_hidden_change(fwd, w2_cols, n, sigmoid_change(z1, z1_complement, shift))
         loss_minus = _loss_after_hidden_change(fwd, w2_cols, n, sigmoid_change(z1, z1_complement, -shift))
         out[lo : lo + step] = loss_plus - loss_minus
+        check()
     return out
 
 
@@ -138,79 +152,61 @@ def exp_near_zero(u: NDArray[np.float64]) -> None:
         u[large] = exact
 
 
-def w1_gradient_rows(
-    fwd: BaseForward, w2: NDArray[np.float64], x: NDArray[np.float64], rows: NDArray[np.intp], units: slice
+def hidden_rows_gradient(
+    fwd: BaseForward, w2: NDArray[np.float64], x: NDArray[np.float64], work: UnitRangeWork, check: Check = no_check
 ) -> NDArray[np.float64]:
-    """dL/dW1[i, units] for the pixel rows i in `rows` (ascending); shape (len(rows), len(units))."""
-    batch = x.shape[0]
-    grad = np.zeros((len(rows), len(range(w2.shape[0])[units])))
-    pixels = x[:, rows].T  # (rows, N): non-zeros come out row by row, samples ascending
-    row_idx, sample_idx = np.nonzero(pixels)
-    if row_idx.size == 0:
-        return grad
-    values = pixels[row_idx, sample_idx]
-    # Distinct (sample, value) pairs: one integer key per pair, from the value's rank among all values.
-    distinct_values, value_code = np.unique(values, return_inverse=True)
-    keys, pair_of_entry = np.unique(sample_idx * len(distinct_values) + value_code, return_inverse=True)
-    samples, codes = np.divmod(keys, len(distinct_values))
-    diffs = hidden_shift_loss_diff(fwd, w2, samples, distinct_values[codes], units)
-    present, starts = np.unique(row_idx, return_index=True)
-    sums = np.add.reduceat(diffs[pair_of_entry], starts, axis=0)
-    grad[present] = sums / batch / (2 * H)
-    return grad
+    """dL/dW1[i, units] for the rows i of `work` (row input_size: dL/db1[units]); (len(rows), units)."""
+    batch, input_size = x.shape
+    units = slice(work.unit_lo, work.unit_hi)
+    rows = work.rows
+    grad = np.zeros((len(rows), work.unit_hi - work.unit_lo))
+    # diffs of every (row, sample) entry and two copies of them: (chunk * rows, units) each
+    step = budget.samples_per_chunk(24 * len(rows) * grad.shape[1], budget.NUMPY_CHUNK_BYTES)
+    for lo in range(0, batch, step):
+        pixels = np.ones((len(rows), min(step, batch - lo)))  # (rows, samples); row input_size is b1's 1
+        pixels[rows < input_size] = x[lo : lo + step, rows[rows < input_size]].T
+        row_idx, sample_idx = np.nonzero(pixels)  # row by row, samples ascending
+        if row_idx.size == 0:
+            continue
+        values = pixels[row_idx, sample_idx]
+        # Distinct (sample, value) pairs: one integer key per pair, from the value's rank among all values.
+        distinct_values, value_code = np.unique(values, return_inverse=True)
+        keys, pair_of_entry = np.unique(sample_idx * len(distinct_values) + value_code, return_inverse=True)
+        samples, codes = np.divmod(keys, len(distinct_values))
+        diffs = hidden_shift_loss_diff(fwd, w2, samples + lo, distinct_values[codes], units, check)
+        present, starts = np.unique(row_idx, return_index=True)
+        entries = diffs[pair_of_entry]
+        if lo > 0:  # continue each row's running sum: it goes first in its segment
+            entries = np.insert(entries, starts, grad[present], axis=0)
+            starts = starts + np.arange(len(starts))
+        grad[present] = np.add.reduceat(entries, starts, axis=0)
+    return grad / batch / (2 * H)
 
 
-def b1_gradient(fwd: BaseForward, w2: NDArray[np.float64]) -> NDArray[np.float64]:
-    """dL/db1: every sample's hidden pre-activation moves by h, as a pixel of value 1 would move it."""
-    batch = len(fwd.labels)
-    diffs = hidden_shift_loss_diff(fwd, w2, np.arange(batch), np.ones(batch))
-    return diffs.sum(axis=0) / batch / (2 * H)
-
-
-def logit_gradient(fwd: BaseForward, inputs: NDArray[np.float64]) -> NDArray[np.float64]:
+def logit_gradient(fwd: BaseForward, inputs: NDArray[np.float64], check: Check = no_check) -> NDArray[np.float64]:
     """dL/dW for a weight W[j, k] that moves logit k of sample n by inputs[n, j] * h; shape (inputs, classes).
 
     W2 uses inputs = z1; b2 uses a column of ones. Only logit k changes: s' = s + E[n, k] expm1(+-u h).
     """
     batch, classes = fwd.e.shape
-    is_target = np.arange(classes)[None, None, :] == fwd.labels[:, None, None]  # (N, 1, classes)
+    total_diff = np.zeros((inputs.shape[1], classes))
+    step = budget.samples_per_chunk(64 * inputs.shape[1] * classes, budget.NUMPY_CHUNK_BYTES)
+    for lo in range(0, batch, step):
+        chunk = slice(lo, lo + step)
+        is_target = np.arange(classes)[None, None, :] == fwd.labels[chunk, None, None]  # (n, 1, classes)
 
-    def loss(sign: float) -> NDArray[np.float64]:
-        u = (sign * H) * inputs[:, :, None]  # (N, inputs, 1)
-        total = fwd.s[:, None, None] + fwd.e[:, None, :] * np.expm1(u)
-        target = fwd.e_t[:, None, None] * np.where(is_target, np.exp(u), 1.0)
-        return -np.log(target / total + DELTA)
+        def loss(sign: float, chunk: slice = chunk, is_target: NDArray[np.bool_] = is_target) -> NDArray[np.float64]:
+            u = (sign * H) * inputs[chunk, :, None]  # (n, inputs, 1)
+            total = fwd.s[chunk, None, None] + fwd.e[chunk, None, :] * np.expm1(u)
+            target = fwd.e_t[chunk, None, None] * np.where(is_target, np.exp(u), 1.0)
+            return -np.log(target / total + DELTA)
 
-    return (loss(1.0) - loss(-1.0)).sum(axis=0) / batch / (2 * H)
-
-
-def w1_blocks_gradient(
-    fwd: BaseForward, w2: NDArray[np.float64], x: NDArray[np.float64], blocks: Sequence[Block]
-) -> list[NDArray[np.float64]]:
-    """Several W1 blocks at once: each block is cut into (row, unit range) pieces, and the pieces with the
-    same unit range are computed together, sharing their (sample, value) pairs."""
-    if not blocks:
-        return []
-    hidden = w2.shape[0]
-    starts = np.array([b.start for b in blocks], dtype=np.intp)
-    stops = np.array([b.stop for b in blocks], dtype=np.intp)
-    first_row, last_row = starts // hidden, (stops - 1) // hidden
-    counts = last_row - first_row + 1
-    piece_block = np.repeat(np.arange(len(blocks)), counts)
-    row = first_row[piece_block] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    lo = np.maximum(starts[piece_block] - row * hidden, 0)
-    hi = np.minimum(stops[piece_block] - row * hidden, hidden)
-    block_offset = np.cumsum(stops - starts) - (stops - starts)
-    destination = block_offset[piece_block] + row * hidden + lo - starts[piece_block]
-    flat = np.empty(int((stops - starts).sum()))
-    unit_ranges, piece_range = np.unique(lo * (hidden + 1) + hi, return_inverse=True)
-    for r, key in enumerate(unit_ranges):
-        unit_lo, unit_hi = divmod(int(key), hidden + 1)
-        mine = piece_range == r
-        rows, row_position = np.unique(row[mine], return_inverse=True)
-        grad = w1_gradient_rows(fwd, w2, x, rows, slice(unit_lo, unit_hi))
-        flat[destination[mine][:, None] + np.arange(unit_hi - unit_lo)] = grad[row_position]
-    return [flat[a:b] for a, b in zip(block_offset.tolist(), (block_offset + stops - starts).tolist(), strict=True)]
+        diffs = loss(1.0) - loss(-1.0)
+        if lo > 0:  # the running sum first, then this chunk's samples in order
+            diffs = np.concatenate([total_diff[None], diffs])
+        total_diff = diffs.sum(axis=0)
+        check()
+    return total_diff / batch / (2 * H)
 
 
 def incremental_blocks_gradient(
@@ -219,38 +215,23 @@ def incremental_blocks_gradient(
     x: NDArray[np.float64],
     labels: NDArray[np.intp],
     fwd: BaseForward | None = None,
+    check: Check = no_check,
 ) -> list[NDArray[np.float64]]:
     """The blocks' central differences, computed incrementally; pass `fwd` to share one forward pass."""
-    fwd = fwd if fwd is not None else base_forward(params, x, labels)
+    fwd = fwd if fwd is not None else base_forward(params, x, labels, check)
     w2 = params["W2"]
-    w1_at = [k for k, b in enumerate(blocks) if b.param == "W1"]
-    results: dict[int, NDArray[np.float64]] = dict(
-        zip(w1_at, w1_blocks_gradient(fwd, w2, x, [blocks[k] for k in w1_at]), strict=True)
+    input_size, hidden = params["W1"].shape
+    on_hidden = [k for k, b in enumerate(blocks) if b.param in ("W1", "b1")]
+    values = hidden_blocks_gradient(
+        [blocks[k] for k in on_hidden], input_size, hidden,
+        lambda work: hidden_rows_gradient(fwd, w2, x, work, check),
     )
+    results = dict(zip(on_hidden, values, strict=True))
     whole: dict[str, NDArray[np.float64]] = {}
     for k, block in enumerate(blocks):
-        if block.param == "W1":
-            continue
-        if block.param not in whole:
-            whole[block.param] = _whole_small_param(block.param, fwd, w2)
-        results[k] = whole[block.param][block.start : block.stop].copy()
+        if block.param in ("W2", "b2") and block.param not in whole:
+            inputs = fwd.z1 if block.param == "W2" else np.ones((len(fwd.labels), 1))
+            whole[block.param] = logit_gradient(fwd, inputs, check).reshape(-1)
+        if block.param in ("W2", "b2"):
+            results[k] = whole[block.param][block.start : block.stop].copy()
     return [results[k] for k in range(len(blocks))]
-
-
-def _whole_small_param(name: str, fwd: BaseForward, w2: NDArray[np.float64]) -> NDArray[np.float64]:
-    if name == "b1":
-        return b1_gradient(fwd, w2)
-    if name == "W2":
-        return logit_gradient(fwd, fwd.z1).reshape(-1)
-    return logit_gradient(fwd, np.ones((len(fwd.labels), 1))).reshape(-1)
-
-
-def incremental_block_gradient(
-    block: Block,
-    params: Params,
-    x: NDArray[np.float64],
-    labels: NDArray[np.intp],
-    fwd: BaseForward | None = None,
-) -> NDArray[np.float64]:
-    """One block's central differences (see `incremental_blocks_gradient`)."""
-    return incremental_blocks_gradient([block], params, x, labels, fwd)[0]

@@ -52,3 +52,10 @@ def check_batch(params: Params, x: ArrayLike, t: ArrayLike) -> tuple[NDArray[np.
             )
         t_arr = t_arr.argmax(axis=1)
     return x_arr, as_labels(t_arr, output_size, x_arr.shape[0])
+
+
+def check_threads(threads: int) -> int:
+    """A positive thread count, or a ValueError naming the value."""
+    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)

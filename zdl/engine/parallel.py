@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike
 from zdl.engine.blocks import PARAM_NAMES, Block, block_groups
 from zdl.engine.compute import blocks_gradient, check_method
 from zdl.engine.inputs import Params, check_batch, check_params
+from zdl.engine.kernel import warm_up
 
 #: Each worker is single-threaded: N processes on N cores, no BLAS oversubscription.
 _SINGLE_THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -62,6 +63,7 @@ def worker_main(shm_name: str, sizes: tuple[int, int, int], max_batch: int) -> N
     resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     arrays = SharedArrays(shm, sizes, max_batch)
     blocks: list[Block] = []
+    warm_up()  # compile or load the kernels now, not inside the first timed step
     try:
         for line in sys.stdin:
             request = json.loads(line)

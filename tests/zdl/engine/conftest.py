@@ -1,27 +1,62 @@
+"""Engine test fixtures: real data found the way users find it, and both kernels of `numerical`."""
+
 from __future__ import annotations
 
-import gzip
-import os
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from zdl.datasets import DatasetError, load_mnist
+from zdl.engine import budget
+from zdl.engine.kernel import numba_importable
+
+KERNELS = ("numba", "numpy")
 
 
-def _read_idx(path: Path, offset: int) -> np.ndarray:
-    return np.frombuffer(gzip.open(path).read(), np.uint8, offset=offset)
+def _load(dataset: str):
+    """`load_mnist` as a user calls it ($ZDL_DATA_DIR, the cache, Debian's Fashion-MNIST, a download)."""
+    try:
+        return load_mnist(dataset=dataset)
+    except DatasetError as exc:
+        pytest.skip(f"no {dataset} found by zdl.datasets.load_mnist (set ZDL_DATA_DIR): {exc}")
 
 
 @pytest.fixture(scope="session")
 def mnist_small():
-    """Real MNIST digits from shared/data/mnist-small (skips where absent), normalized like load_mnist."""
-    root = Path(os.environ.get("ZDL_SHARED_DATA", REPO.parent / "shared" / "data")) / "mnist-small"
-    if not (root / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"real MNIST subset not found at {root}")
-    x = _read_idx(root / "train-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255.0
-    t = _read_idx(root / "train-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    x_test = _read_idx(root / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255.0
-    t_test = _read_idx(root / "t10k-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    return (x, t), (x_test, t_test)
+    """Real MNIST digits, normalized float32 ((x_train, t_train), (x_test, t_test))."""
+    return _load("mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """Real Fashion-MNIST (dense: about half the pixels are non-zero)."""
+    return _load("fashion-mnist")
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request) -> str:
+    """Each kernel of `numerical` in turn."""
+    if request.param == "numba" and not numba_importable():
+        pytest.skip("numba is not importable: the compiled kernel cannot be tested")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_chunks():
+    """A context manager (a function returning one): chunks of one or a few samples inside it."""
+    return _tiny_chunks
+
+
+@contextmanager
+def _tiny_chunks() -> Iterator[None]:
+    """Chunks of one or a few samples everywhere, so that small cases take the multi-chunk paths."""
+    saved = {name: getattr(budget, name) for name in
+             ("KERNEL_PAIR_UNITS", "MAX_CHUNK_ENTRIES", "FORWARD_MULTIPLY_ADDS", "NUMPY_CHUNK_BYTES")}
+    budget.KERNEL_PAIR_UNITS, budget.MAX_CHUNK_ENTRIES, budget.FORWARD_MULTIPLY_ADDS = 50, 40, 100
+    budget.NUMPY_CHUNK_BYTES = 20_000
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(budget, name, value)

@@ -1,0 +1,147 @@
+"""`numerical` on the compiled kernels: validates nothing (compute.py did), allocates, chunks, threads.
+
+The arithmetic is in `_forward_numba`, `_hidden_numba` and `_logits_numba`. Here the work is cut into
+chunks of samples (memory and `check` calls, see `budget`) and the hidden units of one call are split
+over `threads` threads (the kernels release the GIL). Every entry is computed by one thread, summing
+its samples in ascending order, so the bits depend neither on the thread count nor on the chunking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from zdl.engine import budget
+from zdl.engine._forward_numba import forward_rows
+from zdl.engine._hidden_numba import distinct_pairs, hidden_accumulate
+from zdl.engine._logits_numba import logit_accumulate
+from zdl.engine.blocks import Block
+from zdl.engine.budget import Check, samples_per_chunk
+from zdl.engine.inputs import Params
+from zdl.engine.pieces import UnitRangeWork, hidden_blocks_gradient
+from zdl.gradient import H
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The unperturbed forward pass of one batch (see `_forward_numba.forward_rows`)."""
+
+    z1: NDArray[np.float64]  # (N, hidden)
+    e: NDArray[np.float64]  # (N, classes) exp(a2 - max a2)
+    s: NDArray[np.float64]  # (N,)
+    e_t: NDArray[np.float64]  # (N,)
+    labels: NDArray[np.intp]  # (N,)
+
+
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="zdl-kernel")
+
+
+def _split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
+    """lo..hi cut into at most `parts` non-empty near-equal ranges."""
+    parts = max(1, min(parts, hi - lo))
+    cuts = [lo + round(k * (hi - lo) / parts) for k in range(parts + 1)]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def _run(kernel: Callable[..., object], calls: list[tuple[object, ...]], threads: int) -> None:
+    """kernel(*args) for each args in `calls`, on `threads` threads when there is more than one."""
+    if threads <= 1 or len(calls) <= 1:
+        for args in calls:
+            kernel(*args)
+        return
+    for future in [_pool(threads).submit(kernel, *args) for args in calls]:
+        future.result()
+
+
+def forward(params: Params, x: NDArray[np.float64], labels: NDArray[np.intp], threads: int, check: Check) -> Forward:
+    batch, (input_size, hidden), classes = x.shape[0], params["W1"].shape, params["W2"].shape[1]
+    z1, e = np.empty((batch, hidden)), np.empty((batch, classes))
+    s, e_t = np.empty(batch), np.empty(batch)
+    w1, b1, w2, b2 = (params[k] for k in ("W1", "b1", "W2", "b2"))
+    step = samples_per_chunk(input_size * hidden + hidden * classes, budget.FORWARD_MULTIPLY_ADDS * max(1, threads))
+    for lo in range(0, batch, step):
+        chunk = _split(lo, min(lo + step, batch), threads)
+        _run(forward_rows, [(x, w1, b1, w2, b2, labels, a, b, z1, e, s, e_t) for a, b in chunk], threads)
+        check()
+    return Forward(z1, e, s, e_t, labels)
+
+
+def hidden_rows_gradient(
+    fwd: Forward, w2: NDArray[np.float64], x: NDArray[np.float64], work: UnitRangeWork, threads: int, check: Check
+) -> NDArray[np.float64]:
+    """dL/dW1 (row input_size: dL/db1) for work.rows at units work.unit_lo..unit_hi-1: (rows, units)."""
+    batch = x.shape[0]
+    units = work.unit_hi - work.unit_lo
+    rows = np.ascontiguousarray(work.rows, dtype=np.int64)
+    acc = np.zeros((len(rows), units))
+    w2_max = np.abs(w2).max(axis=1)
+    w2t = np.ascontiguousarray(w2.T)
+    xbits = x.view(np.int64)
+    step = min(samples_per_chunk(len(rows) * units, budget.KERNEL_PAIR_UNITS),
+               samples_per_chunk(len(rows), budget.MAX_CHUNK_ENTRIES))
+    size = min(step, batch) * len(rows)
+    value, pair_value = np.empty(size), np.empty(size, np.int64)
+    entry_row, entry_pair = np.empty(size, np.int64), np.empty(size, np.int64)
+    pair_start, entry_start = np.empty(step + 1, np.int64), np.empty(step + 1, np.int64)
+    ranges = _split(work.unit_lo, work.unit_hi, threads)
+    fwd_arrays = (fwd.z1, fwd.e, fwd.s, fwd.e_t, fwd.labels)
+    for lo in range(0, batch, step):
+        hi = min(lo + step, batch)
+        n_values = distinct_pairs(x, xbits, rows, lo, hi, value, pair_start, pair_value, entry_start, entry_row,
+                                  entry_pair)
+        shared = (value, n_values, pair_start, pair_value, entry_start, entry_row, entry_pair)
+        _run(hidden_accumulate, [(*fwd_arrays, w2, w2t, w2_max, lo, hi, *shared, u, v, acc, u - work.unit_lo)
+                                 for u, v in ranges], threads)
+        check()
+    return acc / batch / (2 * H)
+
+
+def logit_units_gradient(
+    fwd: Forward, bias: bool, u_lo: int, u_hi: int, threads: int, check: Check
+) -> NDArray[np.float64]:
+    """dL/dW2[u_lo:u_hi] as (units, classes), or dL/db2 as (1, classes) if `bias`."""
+    batch, classes = fwd.e.shape
+    acc = np.zeros((classes, u_hi - u_lo))
+    step = samples_per_chunk((u_hi - u_lo) * classes, budget.KERNEL_PAIR_UNITS)
+    ranges = _split(u_lo, u_hi, threads)
+    for lo in range(0, batch, step):
+        hi = min(lo + step, batch)
+        _run(logit_accumulate, [(fwd.z1, fwd.e, fwd.s, fwd.e_t, fwd.labels, bias, lo, hi, u, v, acc, u - u_lo)
+                                for u, v in ranges], threads)
+        check()
+    return (acc / batch / (2 * H)).T
+
+
+def compiled_blocks_gradient(
+    blocks: Sequence[Block],
+    params: Params,
+    x: NDArray[np.float64],
+    labels: NDArray[np.intp],
+    threads: int,
+    check: Check,
+) -> list[NDArray[np.float64]]:
+    """The blocks' central differences on the compiled kernels (see `incremental_blocks_gradient`)."""
+    fwd = forward(params, x, labels, threads, check)
+    w2 = params["W2"]
+    (input_size, hidden), classes = params["W1"].shape, w2.shape[1]
+    on_hidden = [k for k, b in enumerate(blocks) if b.param in ("W1", "b1")]
+    values = hidden_blocks_gradient(
+        [blocks[k] for k in on_hidden], input_size, hidden,
+        lambda work: hidden_rows_gradient(fwd, w2, x, work, threads, check),
+    )
+    results = dict(zip(on_hidden, values, strict=True))
+    for k, block in enumerate(blocks):
+        if block.param == "W2":
+            u_lo, u_hi = block.start // classes, -(-block.stop // classes)
+            grad = logit_units_gradient(fwd, False, u_lo, u_hi, threads, check).reshape(-1)
+            results[k] = grad[block.start - u_lo * classes : block.stop - u_lo * classes].copy()
+        elif block.param == "b2":
+            results[k] = logit_units_gradient(fwd, True, 0, 1, threads, check)[0, block.start : block.stop].copy()
+    return [results[k] for k in range(len(blocks))]
