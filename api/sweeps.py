@@ -18,7 +18,7 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.jobs import check_spec, field_error, send_to_coordinator
+from api.jobs import admit, check_spec, field_error, send_to_coordinator
 from api.models import JobCreate
 from api.sweep_models import RunLinks, SweepCreate, SweepLinks, SweepOut, SweepProgress, SweepRun
 from worker import scheduler
@@ -75,18 +75,20 @@ def sweep_blocks(body: SweepCreate, n_jobs: int, live_block_workers: int, runnin
 
 def job_spec(body: SweepCreate, run: dict[str, Any], index: int, blocks: int | str,
              sweeps: SweepStore) -> dict[str, Any]:
-    """The job body of one run: the base with the run's settings, checked like a posted job's."""
+    """The job body of one run: the base with the run's settings, checked and admitted like a posted job's."""
     spec = copy.deepcopy(body.base.model_dump(mode="json"))
     for name, value in {**run, "blocks": blocks}.items():
         put(spec, name, value)
     try:
         job = JobCreate.model_validate(spec)
         check_spec(job, sweeps.settings)
+        stored = job.model_dump(mode="json")
+        admit(stored, sweeps.jobs)
     except ValidationError as exc:
         raise _blame(exc.errors(), body, run, index, show_value=True) from None
-    except RequestValidationError as exc:  # check_spec's messages name the value already
+    except RequestValidationError as exc:  # check_spec's and admit's messages name the value already
         raise _blame([{**e, "loc": tuple(e["loc"])[1:]} for e in exc.errors()], body, run, index) from None
-    return job.model_dump(mode="json")
+    return stored
 
 
 def _blame(errors: Any, body: SweepCreate, run: dict[str, Any], index: int,
