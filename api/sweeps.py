@@ -26,7 +26,7 @@ from worker.heartbeat import alive_workers
 from worker.keys import FINISHED, STATUSES
 from worker.store import QuotaExceeded, Record, result_bytes
 from worker.sweeps import SweepStore
-from zdl.client.bodies import SETTING_PATHS, put
+from zdl.client.bodies import SETTING_PATHS, describe, put
 
 
 def create(sweeps: SweepStore, celery: Celery, body: SweepCreate, owner: str,
@@ -103,7 +103,10 @@ def _blame(errors: Any, body: SweepCreate, run: dict[str, Any], index: int,
             where: tuple[Any, ...] = ("base", *loc)
         else:
             where = ("grid", name) if body.grid is not None else ("runs", index, name)
-        msg = f"{error['msg']} (got {run[name]!r})" if name is not None and show_value else error["msg"]
+        if name is not None:
+            msg = f"{error['msg']} (got {run[name]!r})" if show_value else error["msg"]
+        else:  # the base's field, but only in this run: say which
+            msg = f"{error['msg']} (in the run {describe(run)})"
         moved.append({"type": error["type"], "loc": ("body", *where), "msg": msg, "input": error.get("input")})
     return RequestValidationError(moved)
 

@@ -85,6 +85,9 @@ def test_a_diverged_run_is_a_result_shown_as_such(api) -> None:
     ({"runs": [{"seed": 1}, {"seed": 1}]}, "runs", "entry 1 repeats an earlier one"),
     ({"runs": [{}]}, "runs", "entry 0 is empty"),
     ({"base": {**BASE, "training": {"iters": 0}}, "grid": {"seed": [1]}}, "base.training.iters", "greater than or"),
+    ({"base": {**BASE, "training": {"iters": 100_000}}, "grid": {"gradient": ["numerical", "numerical-reference"]}},
+     "base.training.iters", "ZDL_MAX_JOB_CORE_HOURS); use method numerical (the same gradient, exact, thousands of "
+                            "times faster) or fewer iterations (in the run gradient=numerical-reference)"),
     ({"grid": {"seed": list(range(41))}}, "grid", "41 jobs, more than an API key may have queued or running"),
     ({"grid": {"seed": [1]}, "runs": [{"seed": 1}]}, "body", "give either `grid`"),
 ])
