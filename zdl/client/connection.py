@@ -83,10 +83,10 @@ class Connection:
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
 
-    def events(self, path: str) -> Iterator[dict[str, Any]]:
+    def events(self, path: str, read_timeout_s: float = EVENT_READ_TIMEOUT_S) -> Iterator[dict[str, Any]]:
         """The JSON bodies of a Server-Sent Events stream (pings skipped), until the server ends it.
-        Raises httpx.TransportError if the stream drops or stays silent too long (the caller polls then)."""
-        timeout = httpx.Timeout(self.http.timeout.connect or 30.0, read=EVENT_READ_TIMEOUT_S)
+        Raises httpx.TransportError if the stream drops or is silent for read_timeout_s (the caller polls then)."""
+        timeout = httpx.Timeout(self.http.timeout.connect or 30.0, read=read_timeout_s)
         with self.http.stream("GET", path, timeout=timeout, headers={"Accept": "text/event-stream"}) as response:
             if response.is_error:
                 response.read()

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from zdl.client.connection import Connection
+from zdl.client.connection import EVENT_READ_TIMEOUT_S, Connection
 
 FINISHED = ("succeeded", "failed", "cancelled")
 SWEEP_POLL_S = 0.5
@@ -36,13 +36,14 @@ def follow_job(connection: Connection, record: dict[str, Any], show: bool, deadl
         while record["status"] not in FINISHED:
             _check_deadline(deadline, f"job {record['id']}", record["status"])
             try:
-                for event in connection.events(record["links"]["events"]):
+                for event in connection.events(record["links"]["events"], _read_timeout(deadline)):
                     _show_job(bar, event)
                     if event.get("type") == "status" and event.get("status") in FINISHED:
                         break
                     _check_deadline(deadline, f"job {record['id']}", event.get("status", record["status"]))
-            except httpx.TransportError:
-                time.sleep(STREAM_RETRY_S)  # the stream dropped: one poll below, then the stream again
+            except httpx.TransportError:  # the stream dropped or was silent: one poll below, then the stream again
+                if deadline is None or time.monotonic() < deadline:
+                    time.sleep(STREAM_RETRY_S)
             record = connection.json("GET", record["links"]["self"])
             _show_job(bar, {**record["progress"], **record["latest"]})
     finally:
@@ -64,6 +65,13 @@ def follow_sweep(connection: Connection, record: dict[str, Any], show: bool,
     finally:
         bar.close()
     return record
+
+
+def _read_timeout(deadline: float | None) -> float:
+    """How long the stream may stay silent: its usual limit, or less when a deadline comes sooner."""
+    if deadline is None:
+        return EVENT_READ_TIMEOUT_S
+    return max(0.1, min(EVENT_READ_TIMEOUT_S, deadline - time.monotonic()))
 
 
 def _check_deadline(deadline: float | None, what: str, status: str) -> None:
