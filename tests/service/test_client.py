@@ -66,8 +66,8 @@ def test_wait_follows_the_event_stream(client: Client, monkeypatch: pytest.Monke
     seen: list[dict[str, Any]] = []
     events = client.connection.events
 
-    def spy(path: str) -> Iterator[dict[str, Any]]:
-        for event in events(path):
+    def spy(path: str, *args: Any) -> Iterator[dict[str, Any]]:
+        for event in events(path, *args):
             seen.append(event)
             yield event
 
