@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import numpy as np
@@ -118,3 +120,54 @@ def test_json_only_and_late_ack(cluster) -> None:
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.result_accept_content == ["json"]
     assert conf.task_acks_late and conf.worker_prefetch_multiplier == 1
+
+
+def test_an_unexpected_error_in_a_block_loop_fails_the_step_at_once(cluster, step_inputs, monkeypatch) -> None:
+    """A bug (here: the engine raising something no one expects) in a block loop, run in this process against
+    the real Redis servers, reaches the coordinator as a failed group within seconds, not after the 600 s
+    the step keys live."""
+    from worker import block_loop, blocks
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the engine at /home/someone/secret/path.py")
+
+    monkeypatch.setattr(blocks, "blocks_gradient", broken)
+    client = redis.Redis.from_url(cluster.settings.redis_url)
+    data = step_data(cluster.settings)
+    loops: list[threading.Thread] = []
+
+    def send(starts: list[LoopStart]) -> None:
+        for start in starts:
+            loop = threading.Thread(target=block_loop.serve, args=(client, data, cluster.settings, start, "here@test"))
+            loop.start()
+            loops.append(loop)
+
+    params, x, t = step_inputs
+    fanout = FanoutGradient(client, data, cluster.settings, f"test-bug-{uuid.uuid4().hex[:8]}", param_shapes(params),
+                            "numerical", 2, send)
+    began = time.monotonic()
+    with pytest.raises(BlockFailed, match="internal error \\(RuntimeError\\)") as failed:
+        fanout(params, x, t)
+    assert time.monotonic() - began < 5.0
+    assert "/home" not in str(failed.value)  # the owner reads this; the path stays in the worker's log
+    fanout.close()
+    for loop in loops:
+        loop.join(timeout=10)
+        assert not loop.is_alive()
+
+
+def test_a_malformed_spec_fails_its_job_within_a_second(cluster, keys) -> None:
+    """A record whose spec no run can read (written straight into Redis, as a bug or an old version could)."""
+    from api.auth import owner_id
+    from worker.store import JobStore
+
+    store = JobStore(redis.Redis.from_url(cluster.settings.redis_url), cluster.settings)
+    spec = {"dataset": "mnist", "model": {"hidden_size": "many"}, "training": {"iters": 5},
+            "gradient": {"method": "numerical"}}
+    job_id, _ = store.create(spec, owner_id(keys["mine"], cluster.settings))
+    began = time.monotonic()
+    while (record := store.get(job_id))["status"] in ("queued", "running"):
+        # a coordinator's next heartbeat (every 0.3 s here) dispatches it; its coordinator then has a second
+        assert time.monotonic() - began < cluster.settings.heartbeat_interval_s + 1.0, record
+        time.sleep(0.01)
+    assert record["status"] == "failed" and "malformed" in record["error"], record

@@ -193,3 +193,38 @@ def test_a_failing_job_fails_once_with_a_reason(fault_cluster, client, data_dir:
     time.sleep(1.5)  # longer than a lease: a retry would have started by now
     again = get(client, job["id"])
     assert again["status"] == "failed" and again["runs"] == 1
+
+
+def test_a_job_whose_coordinator_dies_twice_fails_and_is_not_retried(fault_cluster, client) -> None:
+    job = submit(client, {**LONG_JOB, "training": {**LONG_JOB["training"], "iters": 100_000}})
+    wait(client, job["id"], at_iteration(10))
+    faults.kill_coordinator(fault_cluster, job["id"], whole_worker=False)  # as the OOM killer would
+    resumed = wait(client, job["id"], lambda j: j.get("runs", 0) >= 2 and j["progress"]["iteration"] >= 20
+                   or finished(j), timeout=30)
+    assert resumed["status"] == "running", resumed  # the first death: resumed from its checkpoint
+    faults.kill_coordinator(fault_cluster, job["id"], whole_worker=False)
+    done = wait(client, job["id"], finished, timeout=30)
+    assert done["status"] == "failed" and "died 2 times" in done["error"] and "not retried" in done["error"], done
+    time.sleep(2.0)  # longer than a lease and a few sweeps: a retry would have started by now
+    again = get(client, job["id"])
+    assert again["status"] == "failed" and again["runs"] == 2
+
+
+def test_cancel_stops_the_heaviest_admitted_job_within_2_s(fault_cluster, client) -> None:
+    """The largest job the default limits admit (hidden and batch at their limits; Fashion-MNIST at this size
+    is refused): one iteration is many seconds of compute, so its block groups are cut off mid-way."""
+    heavy = {**LONG_JOB, "model": {"hidden_size": 1024, "weight_init_std": 0.01},
+             "training": {**LONG_JOB["training"], "iters": 3, "batch_size": 10_000}}
+    job = submit(client, heavy)
+    assert job["estimate"]["core_seconds"] > 10, job["estimate"]
+    steps = redis.Redis.from_url(fault_cluster.settings.step_url)
+    claims = f"{fault_cluster.settings.key_prefix}:step:{job['id']}:*:claims"
+    deadline = time.monotonic() + 30
+    while not any(steps.hlen(key) for key in steps.scan_iter(claims)):  # block groups are being computed
+        assert time.monotonic() < deadline, get(client, job["id"])
+        time.sleep(0.02)
+    asked = time.monotonic()
+    assert client.post(job["links"]["cancel"]).status_code == 200
+    done = wait(client, job["id"], finished, timeout=10)
+    assert done["status"] == "cancelled" and time.monotonic() - asked < 2.0, done
+    assert done["progress"]["iteration"] == 0  # it was stopped mid-iteration, not at the end of one
