@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from worker.processes import free_port
+
+#: Jobs made here are deleted after each test (the session key has a stored-jobs quota).
+pytestmark = pytest.mark.usefixtures("leaves_no_jobs")
 
 ZDL = [sys.executable, "-c", "import sys; from zdl.cli import main; sys.exit(main())"]
 KEY = {"ZDL_API_KEY": "test-key-7f3a"}  # conftest.API_KEY

@@ -28,6 +28,9 @@ from zdl.history import History
 from zdl.nets import TwoLayerNet
 from zdl.train import TrainConfig
 
+#: Jobs made here are deleted after each test (the session key has a stored-jobs quota).
+pytestmark = pytest.mark.usefixtures("leaves_no_jobs")
+
 API_KEY = "test-key-7f3a"  # conftest.API_KEY
 SMALL = {"hidden_size": 8, "iters": 30, "batch_size": 20, "learning_rate": 0.1, "seed": 3}
 #: Diverges at its first step (the output layer of 784-100-10 overflows): a job that fails.

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow
+#: Jobs made here are deleted after each test (the session key has a stored-jobs quota).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("leaves_no_jobs")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -25,6 +25,7 @@ def test_the_notebook_is_stored_without_outputs() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("leaves_no_jobs")  # its jobs are deleted afterwards (the key has a stored-jobs quota)
 def test_the_notebook_runs_clean_against_a_cluster(cluster: Any, service_env: dict[str, str], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {**service_env, "ZDL_URL": cluster.url, "ZDL_API_KEY": "test-key-7f3a"}.items():

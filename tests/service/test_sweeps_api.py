@@ -10,6 +10,9 @@ import pytest
 from api.sweep_models import AxisName
 from zdl.client.bodies import SWEEP_SETTINGS
 
+#: Jobs made here are deleted after each test (the session key has a stored-jobs quota).
+pytestmark = pytest.mark.usefixtures("leaves_no_jobs")
+
 #: The small job of conftest.SMALL_JOB as a sweep's base: 784-8-10, 30 iterations of 20 samples.
 BASE: dict[str, Any] = {"model": {"hidden_size": 8}, "dataset": "mnist",
                         "training": {"iters": 30, "batch_size": 20, "learning_rate": 0.1, "seed": 3}}
