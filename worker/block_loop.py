@@ -117,8 +117,10 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
 
 class Turn:
     """A loop's turn on its worker, checked between chunks of a block group's work (the engine's `check`):
-    a cancelled job's group is dropped, and a group still running when the turn is over and other loops
-    wait is handed back, so no job holds a worker longer than a turn plus a check interval."""
+    a cancelled job's group is dropped at once. When the turn is over and other loops wait, a group that has
+    run for less than a turn is handed back (at most a turn's work is redone, by a loop that starts it at the
+    beginning of its own turn), and one that has run longer is finished first: so no group is cut off for
+    ever, however long it is, and a loop overstays its turn by at most what its last group needs."""
 
     #: At most this often, the check reads the cancel flag and the Celery queue (one round trip).
     INTERVAL_S = 0.1
@@ -128,6 +130,7 @@ class Turn:
         self.record = JobKeys.of(settings, start.job_id).record
         self.length = turn_length(client, settings, start.owner)
         self.ends_at = time.monotonic() + self.length
+        self.group_started = time.monotonic()  # set by the loop as it starts each group
         self._next_look = 0.0
 
     def check(self) -> None:
@@ -141,7 +144,7 @@ class Turn:
             cancel, waiting = pipe.execute()
         if cancel == b"1":
             raise GroupCancelled()
-        if waiting and now >= self.ends_at:
+        if waiting and now >= self.ends_at and now - self.group_started < self.length:
             raise GroupHandedBack()
 
 
@@ -166,6 +169,7 @@ def _serve_one(data: StepData, settings: Settings, start: LoopStart, raw: bytes,
     except (ValueError, KeyError, TypeError) as exc:
         log.error("job %s: dropping a malformed block request (%s)", start.job_id, exc)
         return 0
+    turn.group_started = time.monotonic()
     try:
         compute_group(data, settings, request, worker, check=turn.check)
     except GroupCancelled:

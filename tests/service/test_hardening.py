@@ -132,3 +132,37 @@ def test_a_job_over_its_time_limit_ends_failed(strict_cluster, keys, small_job) 
             time.sleep(0.1)
     assert done["status"] == "failed" and "limit of 3 s (ZDL_MAX_JOB_SECONDS)" in done["error"], done
     assert 0 < done["progress"]["iteration"] < 100_000
+
+
+@pytest.fixture(scope="module")
+def one_worker_cluster(service_root, service_env, fast_settings) -> Iterator[LocalCluster]:
+    """One block worker shared by two keys, 1 s turns, and steps allowed to stay one long block group."""
+    settings = fast_settings.model_copy(update={"block_loop_slice_s": 1.0, "block_group_target_s": 30.0})
+    with LocalCluster(service_root / "turns", block_workers=1, port=0, settings=settings, persist=False,
+                      env=service_env) as running:
+        yield running
+
+
+def test_a_group_longer_than_a_turn_still_finishes_while_another_key_waits(one_worker_cluster, keys) -> None:
+    """Key A's job is one block group of more than a turn per step; key B's small job always waits for the
+    worker. Both make progress: B gets its turns, and A's long group is never cut off for ever."""
+    heavy = {"dataset": "mnist", "model": {"hidden_size": 1024}, "training": {"iters": 1000, "batch_size": 5000},
+             "gradient": {"method": "numerical", "blocks": 1}}
+    light = {"dataset": "mnist", "model": {"hidden_size": 8}, "training": {"iters": 100_000, "batch_size": 20},
+             "gradient": {"method": "numerical", "blocks": 1}}
+    url = one_worker_cluster.url
+    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {keys['mine']}"}) as a, \
+            httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {keys['other']}"}) as b:
+        heavy_job = a.post("/v1/jobs", json=heavy).json()
+        assert heavy_job["estimate"]["core_seconds"] / 1000 > 1.0  # a step is over a turn of one core
+        light_job = b.post("/v1/jobs", json=light).json()
+        try:
+            began = time.monotonic()
+            while (done := a.get(f"/v1/jobs/{heavy_job['id']}").json())["progress"]["iteration"] < 2:
+                assert time.monotonic() - began < 60, done
+                time.sleep(0.2)
+            light_now = b.get(f"/v1/jobs/{light_job['id']}").json()["progress"]["iteration"]
+            assert light_now > 10  # B had turns meanwhile
+        finally:
+            for client, job in ((a, heavy_job), (b, light_job)):
+                client.post(f"/v1/jobs/{job['id']}/cancel")
