@@ -9,6 +9,7 @@ the base's field (`base.training.iters: ...`).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ from worker.keys import FINISHED, STATUSES
 from worker.store import QuotaExceeded, Record, result_bytes
 from worker.sweeps import SweepStore
 from zdl.client.bodies import SETTING_PATHS, describe, put
+
+log = logging.getLogger(__name__)
 
 
 def create(sweeps: SweepStore, celery: Celery, body: SweepCreate, owner: str,
@@ -57,7 +60,10 @@ def create(sweeps: SweepStore, celery: Celery, body: SweepCreate, owner: str,
         if record["request"] != request:
             raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for a different request body")
         return record, False
-    scheduler.dispatch(sweeps.client, settings, send_to_coordinator(celery, settings))
+    try:
+        scheduler.dispatch(sweeps.client, settings, send_to_coordinator(celery, settings))
+    except Exception:  # the jobs are stored and queued: a coordinator's next heartbeat starts them
+        log.exception("sweep %s: could not dispatch its jobs now", record["id"])
     return record, True
 
 
