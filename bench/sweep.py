@@ -2,7 +2,8 @@
 
 The sweep is 8 numerical jobs of the book's network (784-50-10, batch 100, real MNIST): 4 learning rates x 2
 seeds, 500 iterations each. Its wall time is the service's own clock, from the sweep's creation to the end of
-its last job. With two workers the jobs should run side by side, one block group each (target: at least
+its last job; each job's mean fan-out overhead per step and the share of its time spent in its gradient say
+where the rest goes. With two workers the jobs should run side by side, one block group each (target: at least
 1.8x faster on 2 cores). The weights of each setting must be bit-identical on both clusters.
 
 Each size is a fresh `zdl cluster up` (the real command, a subprocess), warmed up by one small job first;
@@ -98,6 +99,9 @@ def run_sweep(client: Client, iters: int) -> dict[str, Any]:
     ended = max(timestamp(job.record["timings"]["finished_at"]) for job in jobs)
     setting = {job.id: (job.spec["training"]["learning_rate"], job.spec["training"]["seed"]) for job in jobs}
     return {"wall_s": ended - created, "job_s": statistics.mean(job.record["progress"]["elapsed_s"] for job in jobs),
+            "overhead_ms": statistics.mean(job.record["timings"]["fanout_overhead_ms"] for job in jobs),
+            "gradient_share": statistics.mean(job.record["timings"]["gradient_s"] / job.record["progress"]["elapsed_s"]
+                                              for job in jobs),
             "test_acc": {setting[job.id]: job.record["latest"]["test_acc"] for job in jobs},
             "weights": {setting[job.id]: client.connection.request("GET", f"/v1/jobs/{job.id}/weights").content
                         for job in jobs}}
@@ -123,17 +127,20 @@ def main() -> int:
                 with cluster_up(n, data_dir, Path(tmp)) as client:
                     result = run_sweep(client, args.iters)
                 results[n].append(result)
-                out(f"  --workers {n}: sweep {result['wall_s']:.1f} s, mean job {result['job_s']:.1f} s")
+                out(f"  --workers {n}: sweep {result['wall_s']:.1f} s, mean job {result['job_s']:.1f} s, fan-out "
+                    f"overhead {result['overhead_ms']:.1f} ms a step, {100 * result['gradient_share']:.0f}% of a job's "
+                    "time in its gradient")
     base = sizes[0]
     reference = results[base][0]["weights"]
     same = all(r["weights"] == reference for runs in results.values() for r in runs)
     out()
-    out("| cluster | sweep wall time (median) | mean job time | speed-up |")
-    out("|---|---:|---:|---:|")
+    out("| cluster | sweep wall time (median) | mean job time | fan-out overhead a step | speed-up |")
+    out("|---|---:|---:|---:|---:|")
     medians = {n: statistics.median(r["wall_s"] for r in runs) for n, runs in results.items()}
     for n, runs in results.items():
         out(f"| `zdl cluster up --workers {n}` | {medians[n]:.1f} s | "
-            f"{statistics.median(r['job_s'] for r in runs):.1f} s | {medians[base] / medians[n]:.2f}x |")
+            f"{statistics.median(r['job_s'] for r in runs):.1f} s | "
+            f"{statistics.median(r['overhead_ms'] for r in runs):.1f} ms | {medians[base] / medians[n]:.2f}x |")
     out(f"\nweights of every setting bit-identical on every cluster: {'yes' if same else 'NO'}")
     accuracies = ", ".join(f"lr {lr:g} seed {seed}: {acc:.4f}" for (lr, seed), acc
                            in sorted(results[base][0]["test_acc"].items()))
