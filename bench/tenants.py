@@ -149,7 +149,7 @@ def main() -> None:
             for j in heavy:
                 wait(a, j["id"])
             peaks = memory.stop()
-            out(f"(c) peak resident memory: " + ", ".join(f"{n} {mb:.0f} MB" for n, mb in peaks.items())
+            out("(c) peak resident memory: " + ", ".join(f"{n} {mb:.0f} MB" for n, mb in peaks.items())
                 + f" (block workers' budget {settings.worker_memory_mb} MB)")
 
             out(f"(d) key C: {args.small_jobs} small jobs one after another; main Redis used memory:")

@@ -1,19 +1,22 @@
-"""Shared fixtures: a small learnable MNIST-like data set made here, and the real `mnist-small` where present.
+"""Shared fixtures: a small learnable MNIST-like data set made here, and real MNIST found as a user finds it.
 
-The real data lives outside the repository in `<repo>/../shared/data/mnist-small` (override the `data`
-directory with `$ZDL_SHARED_DATA`); tests that need it skip where it is absent.
+Real MNIST comes from `zdl.datasets.load_mnist()`'s own search: `$ZDL_DATA_DIR`, the cache, then a download
+where there is a network. CI (`.ci/run`) points ZDL_DATA_DIR at the shared `mnist-small` set (5,000 real
+training digits, the real 10,000 test digits); a user with full MNIST in their cache runs the same tests on
+that, so tests may rely on what every real MNIST has, not on the size of mnist-small.
+
+Under `CI=true` no test may skip: each skip is turned into a failure that says what was missing
+(`pytest_runtest_makereport`, `pytest_make_collect_report` below), so CI runs the whole suite or goes red.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 Dataset = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -54,26 +57,59 @@ def synthetic_data() -> Dataset:
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """The shared data directory (`$ZDL_SHARED_DATA`, else `<repo>/../shared/data`); may not exist."""
-    return Path(os.environ.get("ZDL_SHARED_DATA", REPO.parent / "shared" / "data"))
+def mnist_data() -> Dataset:
+    """Real MNIST as `load_mnist()` finds it (flattened, normalized, label indices); skips where there is none."""
+    from zdl.datasets import DatasetNotFoundError, load_mnist
+
+    try:
+        return load_mnist()
+    except DatasetNotFoundError as exc:
+        pytest.skip(f"real MNIST not found: set ZDL_DATA_DIR to a directory holding its four files (the "
+                    f"repository's CI uses ../shared/data/mnist-small). load_mnist said: {exc}")
 
 
 @pytest.fixture(scope="session")
-def mnist_small_dir(shared_data_dir: Path) -> Path:
-    """The real `mnist-small` directory; skips the test where its four files are absent."""
-    root = shared_data_dir / "mnist-small"
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-             "t10k-labels-idx1-ubyte.gz")
-    missing = [name for name in names if not (root / name).is_file()]
-    if missing:
-        pytest.skip(f"real MNIST subset not found: {root} lacks {missing}")
-    return root
+def mnist_dir(mnist_data: Dataset) -> Path:
+    """The directory `mnist_data` was read from (after a download: the cache)."""
+    from zdl.datasets import find_data_dir
+
+    directory = find_data_dir("mnist")
+    assert directory is not None, "load_mnist() found MNIST but find_data_dir('mnist') does not"
+    return directory
 
 
-@pytest.fixture(scope="session")
-def mnist_small_data(mnist_small_dir: Path) -> Dataset:
-    """The real `mnist-small` set through `zdl.datasets.load_mnist` (5,000 train, 10,000 test, flattened)."""
-    from zdl.datasets import load_mnist
+# --- under CI=true, a skip is a failure ----------------------------------------------------------------------
 
-    return load_mnist(data_dir=mnist_small_dir)
+def strict_ci() -> bool:
+    """True where the suite must run whole: `CI` set to true (GitHub Actions, GitLab and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def skip_reason(longrepr: object) -> str:
+    """The message of a skip report (pytest keeps it as (path, line, "Skipped: <reason>"))."""
+    message = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return str(message).removeprefix("Skipped: ")
+
+
+def ci_failure(what: str, longrepr: object) -> str:
+    return f"{what} was skipped, but under CI=true the whole suite must run. Missing: {skip_reason(longrepr)}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    """A test (or its fixture) that skips fails instead, under CI=true; expected failures stay as they are."""
+    report = yield
+    if strict_ci() and isinstance(report, pytest.TestReport) and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = ci_failure(item.nodeid, report.longrepr)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, object, object]:
+    """A module that skips as a whole (`pytest.importorskip` at the top) is a collection error under CI=true."""
+    report = yield
+    if strict_ci() and isinstance(report, pytest.CollectReport) and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = ci_failure(collector.nodeid, report.longrepr)
+    return report

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 RUN_JOB = "zdl.run_job"
 SERVE_BLOCKS = "zdl.serve_blocks"
+SERVE_REPLICA = "zdl.serve_replica"
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -43,7 +44,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_routes={RUN_JOB: {"queue": settings.coordinator_queue}, SERVE_BLOCKS: {"queue": settings.blocks_queue}},
+        task_routes={RUN_JOB: {"queue": settings.coordinator_queue}, SERVE_BLOCKS: {"queue": settings.blocks_queue},
+                     SERVE_REPLICA: {"queue": settings.blocks_queue}},
         task_default_queue=settings.coordinator_queue,
         # Unacknowledged messages are redelivered after this; a job's coordinator task runs for its whole
         # job, so it must exceed any job. Lost work is found sooner without it: lost blocks are re-sent by

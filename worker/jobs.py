@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
@@ -19,28 +20,28 @@ from worker.errors import BlockFailed, CoordinatorStopping, JobCancelled, JobSto
 from worker.heartbeat import alive_workers
 from worker.plan import plan
 from worker.recovery import Lease, LeaseLost, load_checkpoint, rewind_progress
-from worker.reporter import StepReporter
+from worker.reporter import StepReporter, StepTimings
+from worker.specs import train_config
 from worker.store import JobStore
 from worker.transfer import StepData
+from worker.turns import GangRun, StartReplicas
 from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.io import weights_bytes
-from zdl.train import TrainConfig, Trainer
+from zdl.train import TrainConfig, Trainer, TrainerState
 
 log = logging.getLogger(__name__)
 
 
-def train_config(spec: Mapping[str, Any]) -> TrainConfig:
-    """The zdl TrainConfig a job spec (as the API stored it) asks for."""
-    model, training = spec["model"], spec["training"]
-    return TrainConfig(
-        hidden_size=model["hidden_size"], weight_init_std=model["weight_init_std"], iters=training["iters"],
-        batch_size=training["batch_size"], learning_rate=training["learning_rate"], seed=training["seed"],
-        gradient=spec["gradient"]["method"],
-    )
+@dataclass(frozen=True)
+class Senders:
+    """How a coordinator starts work on the block workers: block loops (fan-out) or a gang's replicas."""
+
+    loops: StartLoops
+    replicas: StartReplicas
 
 
-def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore, send: StartLoops,
+def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore, send: Senders,
             worker: str, stopping: Callable[[], bool] = lambda: False, after: Callable[[], object] = lambda: None,
             ) -> str | None:
     """Run (or resume) the job to its end; returns the final status, None if the job was not this worker's
@@ -67,7 +68,7 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
             log.warning("after job %s: %s", job_id, exc)
 
 
-def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStore, send: StartLoops,
+def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStore, send: Senders,
                 worker: str, lease: Lease, stopping: Callable[[], bool]) -> str | None:
     try:
         record = store.get(job_id)
@@ -82,6 +83,7 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         store.fail(job_id, f"the job's stored spec is malformed ({type(exc).__name__}) and cannot run")
         return "failed"
     resuming = record["status"] == "running"
+    live = len(alive_workers(client, store.settings, store.settings.blocks_queue))
     if resuming:
         crashes = _count_crash(client, data, store, job_id, record)
         if crashes >= store.settings.max_coordinator_crashes:
@@ -92,21 +94,37 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         blocks = int(record.get("blocks", 0))
         store.client.hset(store.keys(job_id).record, "worker", worker)
     else:
-        live = len(alive_workers(client, store.settings, store.settings.blocks_queue))
         blocks = plan(spec, store.settings, live).groups
         if not store.transition(job_id, "running", ["queued"], started_at=time.time(), worker=worker, blocks=blocks):
             return None  # cancelled meanwhile
     run = _start_run(client, data, store, job_id)
+    owner = record["owner"]
+
+    def reporter(timings: StepTimings | None) -> StepReporter:
+        return StepReporter(store, job_id, owner, timings, lease, record.get("started_at"), stopping)
+
     fanout = None
     try:
-        trainer, fanout = _build(job_id, record["owner"], config, dataset, blocks, client, data, store, send)
-        if resuming:
-            _resume(job_id, trainer, fanout, client, store)
-        if fanout is not None:
-            fanout.run = run
-        report = StepReporter(store, job_id, record["owner"], fanout, lease, record.get("started_at"), stopping)
-        while not trainer.done:
-            report(trainer.step(), trainer)
+        if 0 < blocks <= min(live, config.hidden_size):  # one replica per group, every group on a worker of its own
+            state = _resume_state(job_id, client, store) if resuming else None
+            gang = GangRun(client, data, store.settings, job_id, owner, run, spec, blocks, send.replicas, reporter)
+            final = gang.run(state)
+            params, history = final.params, final.history.to_dict()
+            history["config"] = asdict(config)
+        else:
+            trainer, fanout = _build(job_id, owner, config, dataset, blocks, client, data, store, send.loops)
+            if resuming:
+                state = _resume_state(job_id, client, store)
+                if state is not None:
+                    trainer.restore(state)
+                if fanout is not None:
+                    fanout.step = 0 if state is None else state.step
+            if fanout is not None:
+                fanout.run = run
+            report = reporter(fanout)
+            while not trainer.done:
+                report(trainer.step(), trainer)
+            params, history = trainer.net.params, trainer.history.to_dict()
     except JobCancelled:
         log.info("job %s: cancelled", job_id)
         store.finish(job_id, "cancelled")
@@ -128,9 +146,8 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
                 fanout.close()
             except redis.RedisError:
                 pass  # the step keys expire by themselves
-    history = trainer.history.to_dict()
     history["config"] = {**history["config"], "dataset": dataset, "blocks": blocks, "job_id": job_id}
-    store.finish(job_id, "succeeded", weights=weights_bytes(trainer.net.params), history=history)
+    store.finish(job_id, "succeeded", weights=weights_bytes(params), history=history)
     return "succeeded"
 
 
@@ -157,18 +174,14 @@ def _count_crash(client: redis.Redis, data: StepData, store: JobStore, job_id: s
     return crashes
 
 
-def _resume(job_id: str, trainer: Trainer, fanout: FanoutGradient | None, client: redis.Redis,
-            store: JobStore) -> None:
-    """Continue from the last checkpoint (or the start), forgetting what was recorded after it."""
+def _resume_state(job_id: str, client: redis.Redis, store: JobStore) -> TrainerState | None:
+    """The last checkpoint (None: start again), with what was recorded after it forgotten."""
     state = load_checkpoint(client, store.settings, job_id)
     step = 0 if state is None else state.step
-    if state is not None:
-        trainer.restore(state)
-    if fanout is not None:
-        fanout.step = step
     rewind_progress(client, store.settings, job_id, step)
     client.hset(store.keys(job_id).record, "resumed_from", step)
     log.warning("job %s: resuming from iteration %d", job_id, step)
+    return state
 
 
 def _build(job_id: str, owner: str, config: TrainConfig, dataset: str, blocks: int, client: redis.Redis,

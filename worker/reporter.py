@@ -11,14 +11,33 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from worker import stats
-from worker.coordinator import FanoutGradient
 from worker.errors import CoordinatorStopping, JobCancelled, JobStopped
 from worker.recovery import Lease, LeaseLost, queue_checkpoint
 from worker.store import JobStore
-from zdl.train import Progress, Trainer
+from zdl.history import History
+from zdl.train import Progress, TrainerState
+
+
+class StepTimings(Protocol):
+    """Where a step's times come from: a fan-out gradient, or a gang's reports."""
+
+    @property
+    def last_overhead_s(self) -> float: ...
+
+    @property
+    def last_block_seconds(self) -> list[float]: ...
+
+
+class TrainerView(Protocol):
+    """What the reporter reads of a run: its history, and its state at a checkpoint step."""
+
+    @property
+    def history(self) -> History: ...
+
+    def state(self) -> TrainerState: ...
 
 
 class StepReporter:
@@ -28,7 +47,7 @@ class StepReporter:
     stopping: whether this process has been asked to stop (the job is then checkpointed and resumes elsewhere).
     """
 
-    def __init__(self, store: JobStore, job_id: str, owner: str, fanout: FanoutGradient | None,
+    def __init__(self, store: JobStore, job_id: str, owner: str, fanout: StepTimings | None,
                  lease: Lease | None = None, started_at: float | None = None,
                  stopping: Callable[[], bool] = lambda: False) -> None:
         self.store, self.job_id, self.owner, self.fanout, self.lease = store, job_id, owner, fanout, lease
@@ -45,7 +64,7 @@ class StepReporter:
         self.overhead_total_s = 0.0
         self.accuracies: dict[str, float | None] = {}  # the latest evaluation's, repeated in every event
 
-    def __call__(self, progress: Progress, trainer: Trainer) -> None:
+    def __call__(self, progress: Progress, trainer: TrainerView) -> None:
         """Note `progress` and write if a batch (or a checkpoint) is due."""
         if self.lease is not None and self.lease.lost.is_set():
             raise LeaseLost(self.job_id)
@@ -76,7 +95,7 @@ class StepReporter:
         if stopping:
             raise CoordinatorStopping(self.job_id)
 
-    def flush(self, progress: Progress, trainer: Trainer, elapsed: float, checkpoint: bool = False) -> bool:
+    def flush(self, progress: Progress, trainer: TrainerView, elapsed: float, checkpoint: bool = False) -> bool:
         """Write the batch, with a checkpoint of the trainer if asked (in the same round trip, so the
         checkpoint's step always equals the number of losses recorded); True if a cancel was requested."""
         rate = progress.iteration / elapsed if elapsed > 0 else 0.0

@@ -9,10 +9,11 @@ from typing import Any
 from celery import Task, signals
 from celery.worker import state
 
-from worker import block_loop, jobs, scheduler
+from worker import block_loop, jobs, keys, replica, scheduler
 from worker.block_loop import LoopStart
-from worker.celery_app import RUN_JOB, SERVE_BLOCKS, app
+from worker.celery_app import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA, app
 from worker.connection import redis_client, step_data
+from worker.gang import ReplicaStart
 from worker.settings import get_settings
 from worker.store import JobStore
 
@@ -32,7 +33,7 @@ def run_job(self: Task, job_id: str) -> str | None:
     """Coordinate one job to its end (queue zdl.coordinator). Deterministic failures end the job, no retry."""
     client, settings = redis_client(), get_settings()
     return jobs.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
-                        send=start_loops, worker=self.request.hostname or "unknown",
+                        send=jobs.Senders(start_loops, start_replicas), worker=self.request.hostname or "unknown",
                         stopping=_terminating.is_set, after=lambda: scheduler.dispatch(client, settings, send_job))
 
 
@@ -41,6 +42,13 @@ def serve_blocks(self: Task, start: dict[str, Any]) -> int:
     """Serve one job run's block requests until idle (queue zdl.blocks); arrays come and go through Redis."""
     return block_loop.serve(redis_client(), step_data(), get_settings(), LoopStart.from_dict(start),
                             self.request.hostname or "unknown", stopping=worker_stopping)
+
+
+@app.task(name=SERVE_REPLICA, bind=True)
+def serve_replica(self: Task, start: dict[str, Any]) -> int:
+    """Run one replica of a job's gang for a turn (queue zdl.blocks); parts come and go through Redis."""
+    return replica.serve_replica(redis_client(), step_data(), get_settings(), ReplicaStart.from_dict(start),
+                                 self.request.hostname or "unknown", stopping=worker_stopping)
 
 
 def worker_stopping() -> bool:
@@ -63,3 +71,13 @@ def start_loops(starts: list[LoopStart]) -> None:
             # argsrepr: a short label instead of Celery's repr of the message
             serve_blocks.apply_async(args=[start.to_dict()], producer=producer,
                                      argsrepr=f"job {start.job_id} loop {start.loop_id}")
+
+
+def start_replicas(starts: list[ReplicaStart]) -> None:
+    """Put a gang's replicas on the blocks queue one right after the other (under a lock, so two gangs never
+    interleave: workers take them in order, and a gang never waits for a replica queued behind another's)."""
+    settings = get_settings()
+    with redis_client().lock(keys.gang_start_lock(settings), timeout=10), app.producer_or_acquire() as producer:
+        for start in starts:
+            serve_replica.apply_async(args=[start.to_dict()], producer=producer,
+                                      argsrepr=f"job {start.job_id} turn {start.turn} replica {start.replica}")

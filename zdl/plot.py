@@ -2,7 +2,8 @@
 
 Only matplotlib's object-oriented API is used (a `Figure` with its own Agg canvas, never pyplot), so no
 global state is touched and the functions are safe to call from several threads of a web server.
-Every function returns PNG bytes; `save_png` writes them atomically.
+Each figure is built by a `*_figure` function that returns the `Figure` (what is drawn, for tests and
+notebooks); the function of the figure's own name returns it as PNG bytes; `save_png` writes them atomically.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _finite(values: Sequence[float], what: str) -> NDArray[np.float64]:
     return arr
 
 
-def loss_curves(histories: Mapping[str, HistoryLike]) -> bytes:
+def loss_figure(histories: Mapping[str, HistoryLike]) -> Figure:
     """Mini-batch loss per iteration (book figure 4-11), one line per named run, to compare runs."""
     runs = _histories(histories)
     fig = _new_figure()
@@ -98,7 +99,12 @@ def loss_curves(histories: Mapping[str, HistoryLike]) -> bytes:
     ax.set_ylabel("loss")
     if any(runs):
         ax.legend(loc="upper right")
-    return _to_png(fig)
+    return fig
+
+
+def loss_curves(histories: Mapping[str, HistoryLike]) -> bytes:
+    """`loss_figure` as PNG bytes."""
+    return _to_png(loss_figure(histories))
 
 
 def loss_curve(history: HistoryLike, label: str = "") -> bytes:
@@ -115,7 +121,7 @@ def _check_accuracy(name: str, h: History) -> None:
         )
 
 
-def accuracy_curves_compare(histories: Mapping[str, HistoryLike]) -> bytes:
+def accuracy_figure(histories: Mapping[str, HistoryLike]) -> Figure:
     """Train (solid) and test (dashed) accuracy per epoch, one colour per named run (book figure 4-12)."""
     runs = _histories(histories)
     fig = _new_figure()
@@ -136,7 +142,12 @@ def accuracy_curves_compare(histories: Mapping[str, HistoryLike]) -> bytes:
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.0)
     ax.legend(loc="lower right")
-    return _to_png(fig)
+    return fig
+
+
+def accuracy_curves_compare(histories: Mapping[str, HistoryLike]) -> bytes:
+    """`accuracy_figure` as PNG bytes."""
+    return _to_png(accuracy_figure(histories))
 
 
 def accuracy_curves(history: HistoryLike) -> bytes:
@@ -160,7 +171,7 @@ def gradient_field_data() -> tuple[NDArray[np.float64], ...]:
     return X, Y, -grad[:, 0], -grad[:, 1]
 
 
-def gradient_field() -> bytes:
+def gradient_field_figure() -> Figure:
     """Figure 4-9: the negative gradient points toward the minimum at the origin, longer further away."""
     X, Y, U, V = gradient_field_data()
     fig = _new_figure()
@@ -171,10 +182,15 @@ def gradient_field() -> bytes:
     ax.set_xlabel("x0")
     ax.set_ylabel("x1")
     ax.grid()
-    return _to_png(fig)
+    return fig
 
 
-def gradient_descent_path(init_x: ArrayLike = (-3.0, 4.0), lr: float = 0.1, step_num: int = 20) -> bytes:
+def gradient_field() -> bytes:
+    """`gradient_field_figure` as PNG bytes."""
+    return _to_png(gradient_field_figure())
+
+
+def gradient_descent_figure(init_x: ArrayLike = (-3.0, 4.0), lr: float = 0.1, step_num: int = 20) -> Figure:
     """Figure 4-10: the points gradient descent visits on x0^2 + x1^2, heading for the origin."""
     if step_num < 1:
         raise ValueError(f"step_num must be at least 1, got {step_num}")
@@ -191,10 +207,15 @@ def gradient_descent_path(init_x: ArrayLike = (-3.0, 4.0), lr: float = 0.1, step
     ax.set_ylim(-4.5, 4.5)
     ax.set_xlabel("X0")
     ax.set_ylabel("X1")
-    return _to_png(fig)
+    return fig
 
 
-def tangent_line() -> bytes:
+def gradient_descent_path(init_x: ArrayLike = (-3.0, 4.0), lr: float = 0.1, step_num: int = 20) -> bytes:
+    """`gradient_descent_figure` as PNG bytes."""
+    return _to_png(gradient_descent_figure(init_x, lr, step_num))
+
+
+def tangent_figure() -> Figure:
     """Figure 4-7: f(x) = 0.01x^2 + 0.1x and its tangent at x = 5, slope from numerical_diff (about 0.2)."""
 
     def f(x: Any) -> Any:
@@ -210,10 +231,15 @@ def tangent_line() -> bytes:
     ax.set_xlabel("x")
     ax.set_ylabel("f(x)")
     ax.legend(loc="upper left")
-    return _to_png(fig)
+    return fig
 
 
-def surface_3d() -> bytes:
+def tangent_line() -> bytes:
+    """`tangent_figure` as PNG bytes."""
+    return _to_png(tangent_figure())
+
+
+def surface_figure() -> Figure:
     """Figure 4-8: the bowl x0^2 + x1^2 whose gradient figures 4-9 and 4-10 follow."""
     axis = np.arange(-3.0, 3.01, 0.25)
     X, Y = np.meshgrid(axis, axis)
@@ -223,7 +249,12 @@ def surface_3d() -> bytes:
     ax.set_xlabel("x0")
     ax.set_ylabel("x1")
     ax.set_zlabel("f(x)")
-    return _to_png(fig)
+    return fig
+
+
+def surface_3d() -> bytes:
+    """`surface_figure` as PNG bytes."""
+    return _to_png(surface_figure())
 
 
 def _as_square_images(images: ArrayLike) -> NDArray[np.float64]:
@@ -252,7 +283,7 @@ def _image_axes(fig: Figure, n: int, ncols: int) -> list[Any]:
     return list(axes[:n])
 
 
-def digit_grid(images: ArrayLike, labels: Sequence[Any] | None = None, ncols: int = 10) -> bytes:
+def digit_grid_figure(images: ArrayLike, labels: Sequence[Any] | None = None, ncols: int = 10) -> Figure:
     """MNIST-style images in a grid (black on white as in the book), each titled with its label if given."""
     if ncols < 1:
         raise ValueError(f"ncols must be at least 1, got {ncols}")
@@ -268,10 +299,15 @@ def digit_grid(images: ArrayLike, labels: Sequence[Any] | None = None, ncols: in
         ax.imshow(imgs[i], cmap="gray_r", interpolation="nearest")
         if labels is not None:
             ax.set_title(str(labels[i]), fontsize=8, pad=2)
-    return _to_png(fig)
+    return fig
 
 
-def first_layer_weights(W1: ArrayLike, ncols: int = 10) -> bytes:
+def digit_grid(images: ArrayLike, labels: Sequence[Any] | None = None, ncols: int = 10) -> bytes:
+    """`digit_grid_figure` as PNG bytes."""
+    return _to_png(digit_grid_figure(images, labels, ncols))
+
+
+def first_layer_weights_figure(W1: ArrayLike, ncols: int = 10) -> Figure:
     """Each hidden unit's incoming weights (a column of W1, shape (784, H)) as a 28x28 image: what it looks for.
 
     Red is a positive weight, blue negative; each unit is scaled to its own largest |w| so that small and
@@ -292,7 +328,12 @@ def first_layer_weights(W1: ArrayLike, ncols: int = 10) -> bytes:
     for j, ax in enumerate(_image_axes(fig, W.shape[1], min(ncols, W.shape[1]))):
         vmax = float(np.max(np.abs(W[:, j]))) or 1.0
         ax.imshow(W[:, j].reshape(side, side), cmap="bwr", vmin=-vmax, vmax=vmax, interpolation="nearest")
-    return _to_png(fig)
+    return fig
+
+
+def first_layer_weights(W1: ArrayLike, ncols: int = 10) -> bytes:
+    """`first_layer_weights_figure` as PNG bytes."""
+    return _to_png(first_layer_weights_figure(W1, ncols))
 
 
 def _write_all(figures: Mapping[str, bytes], out_dir: str | os.PathLike[str]) -> list[Path]:

@@ -18,8 +18,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from zdl.engine import METHODS, gradient
+from zdl.engine.threads import single_threaded_blas
+from zdl.functions import cross_entropy_error
 from zdl.history import History
-from zdl.nets import PARAM_NAMES, Params, TwoLayerNet
+from zdl.nets import PARAM_NAMES, Params, TwoLayerNet, backprop, count_correct, forward
+from zdl.split_dot import split_dot
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,19 @@ class TrainerState:
 
 
 def in_process_gradient(method: str) -> GradientFn:
-    """A gradient function computed in this process by the engine (or backprop)."""
+    """A gradient function computed in this process: the engine's, or for backprop `backprop_gradient`."""
+    if method == "backprop":
+        return backprop_gradient
     return lambda params, x, t: gradient(params, x, t, method)
+
+
+def backprop_gradient(params: Params, x: Array, t: Array) -> Params:
+    """`zdl.engine.gradient(params, x, t, "backprop")` (the same bits) for a batch of data the Trainer has
+    checked: without checking and copying the parameters and the batch every step, on one BLAS thread, with
+    the products with x in two halves at once (`split_dot`)."""
+    labels = t if t.ndim == 1 else t.argmax(axis=1)
+    with single_threaded_blas():
+        return backprop(params, np.ascontiguousarray(x, dtype=np.float64), labels, split_dot)
 
 
 class Trainer:
@@ -95,6 +109,9 @@ class Trainer:
         self.x_train = self.x_train.reshape(train_size, input_size)
         self.x_test = self.x_test.reshape(self.x_test.shape[0], -1)
         self.net = TwoLayerNet(input_size, config.hidden_size, output_size, config.weight_init_std, seed=config.seed)
+        # Checked once here (a ValueError naming the problem), so that each step need not check its batch.
+        self.train_labels = self.net.labels(self.t_train, train_size)
+        self.test_labels = self.net.labels(self.t_test, self.x_test.shape[0])
         self.gradient_fn = gradient_fn or in_process_gradient(config.gradient)
         self.rng = np.random.default_rng([config.seed, 1])
         self.iter_per_epoch = max(train_size / config.batch_size, 1)
@@ -116,7 +133,7 @@ class Trainer:
         self.history.gradient_time += time.perf_counter() - began
         for key in PARAM_NAMES:
             self.net.params[key] -= self.config.learning_rate * grad[key]
-        loss = self.net.loss(x_batch, t_batch)
+        loss = self.batch_loss(x_batch, self.train_labels[batch_mask])
         self.history.loss.append(loss)
         train_acc = test_acc = None
         if i % self.iter_per_epoch == 0:
@@ -130,8 +147,20 @@ class Trainer:
         self._started = time.perf_counter()
         return Progress(self.step_index, self.config.iters, loss, self.history.wall_time, train_acc, test_acc)
 
+    def batch_loss(self, x_batch: Array, labels: Array) -> float:
+        """The loss after the update (the book's `network.loss(x_batch, t_batch)`), on one BLAS thread so that
+        the recorded losses, like the weights, do not depend on the machine's thread count."""
+        with single_threaded_blas():
+            _, y = forward(self.net.params, np.asarray(x_batch, dtype=np.float64), split_dot)
+            return cross_entropy_error(y, labels)
+
     def evaluate(self) -> tuple[float, float]:
-        return self.net.accuracy(self.x_train, self.t_train), self.net.accuracy(self.x_test, self.t_test)
+        """Train and test accuracy, computed like the steps (one BLAS thread, `split_dot`): BLAS's own threads,
+        woken here, would keep spinning on the core that the steps' second halves need."""
+        with single_threaded_blas():
+            train = count_correct(self.net.params, self.x_train, self.train_labels, split_dot)
+            test = count_correct(self.net.params, self.x_test, self.test_labels, split_dot)
+        return train / len(self.x_train), test / len(self.x_test)
 
     def run(self, callback: Callable[[Progress], object] | None = None) -> History:
         while not self.done:

@@ -38,12 +38,15 @@ def test_events_stream_progress_until_the_end(api, submit) -> None:
 
 
 def test_events_of_a_finished_job_end_at_once(api, submit, wait_for) -> None:
+    """One status event, the job as GET /v1/jobs/<id> shows it (every value read from the REST view)."""
     job = wait_for(submit(training={"iters": 2})["id"])
     events = read_events(api, job["links"]["events"])
+    progress, latest = job["progress"], job["latest"]
+    assert progress["iterations_per_s"] > 0 and latest["loss"] > 0
     assert events == [("status", {"type": "status", "status": "succeeded", "iteration": 2, "total": 2,
-                                  "loss": job["latest"]["loss"], "train_acc": job["latest"]["train_acc"],
-                                  "test_acc": job["latest"]["test_acc"],
-                                  "iterations_per_s": events[0][1]["iterations_per_s"], "eta_s": 0.0})]
+                                  "loss": latest["loss"], "train_acc": latest["train_acc"],
+                                  "test_acc": latest["test_acc"], "iterations_per_s": progress["iterations_per_s"],
+                                  "eta_s": 0.0})]
 
 
 def test_healthz_and_readyz(api) -> None:

@@ -6,6 +6,8 @@ file) so that killing things never disturbs the session's cluster. Jobs checkpoi
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import redis
 
 from worker import faults, processes
 from worker.cluster import LocalCluster
-from worker.processes import redis_server_binary
+from worker.processes import Managed, redis_server_binary
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -96,13 +98,47 @@ def assert_complete(client: httpx.Client, job: dict[str, Any]) -> None:
     assert history["epoch_iters"] == list(range(0, 300, 10))  # 200 images / 20 per batch
 
 
-def test_sigkill_a_block_worker_mid_job(fault_cluster, client, bits_equal) -> None:
+def stop_mid_block(cluster: LocalCluster, job_id: str, victim: Managed, timeout: float = 30) -> tuple[int, int, str]:
+    """SIGSTOP the victim worker while it computes a block of the job; returns (step, group, its hostname).
+
+    Waits until the victim's claim is in the current step's claims hash (written as it starts a group),
+    stops it, and checks that the step is stuck: the coordinator drops a step's keys once every group is
+    back, so a claims hash still there 0.5 s later (~50 steps' time, under the 1.5 s heartbeat TTL) means the
+    victim's group never came back. If the group was already done, the victim continues and we try again.
+    """
+    steps = redis.Redis.from_url(cluster.settings.step_url)
+    pattern = f"{cluster.settings.key_prefix}:step:{job_id}:*:claims"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for key in steps.scan_iter(pattern):
+            claims = {int(group): worker.decode() for group, worker in steps.hgetall(key).items()}
+            mine = [(group, worker) for group, worker in claims.items() if worker.split("@")[0] == victim.name]
+            if not mine:
+                continue
+            os.killpg(victim.pid, signal.SIGSTOP)
+            time.sleep(0.5)
+            if steps.exists(key):
+                step = int(key.decode().rsplit(":", 2)[1].split(".")[1])  # <p>:step:<job>:<run>.<step>:claims
+                return step, *mine[0]
+            os.killpg(victim.pid, signal.SIGCONT)
+        time.sleep(0.002)
+    raise AssertionError(f"{victim.name} was never caught computing a block of job {job_id} in {timeout} s")
+
+
+def test_sigkill_a_block_worker_mid_block(fault_cluster, client, bits_equal) -> None:
+    """Killed while computing one of the job's blocks: the coordinator sends that block again (its log says
+    so), and the job ends with every iteration once and the bits of an undisturbed run."""
     job = submit(client)
     wait(client, job["id"], at_iteration(60))
-    faults.kill_block_worker(fault_cluster)
+    victim = fault_cluster.blocks[0]
+    step, group, hostname = stop_mid_block(fault_cluster, job["id"], victim)
+    assert faults.kill_block_worker(fault_cluster) == victim.name
     done = wait(client, job["id"], finished)
     assert_complete(client, done)
     assert bits_equal(client, done)
+    logs = "\n".join(p.log_tail(200_000) for p in (fault_cluster.coordinator, *fault_cluster.extra_coordinators))
+    resent = [line for line in logs.splitlines() if f"job {job['id']} step {step}: pushing block groups" in line]
+    assert resent and f"{group}: '{hostname}'" in resent[0], f"no re-send of group {group} of step {step}: {resent}"
 
 
 @pytest.mark.parametrize("whole_worker", [False, True], ids=["pool-process", "whole-worker"])

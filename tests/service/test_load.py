@@ -100,21 +100,29 @@ def test_two_long_jobs_take_turns_on_the_block_workers(cluster, blocks, submit, 
     """Each job's block loops hand the workers over when the other job's wait (block_loop_slice_s), so
     neither starves; once both are cancelled, no loop or queued start is left behind."""
     blocks(2)
+    settings = cluster.settings
+    steps = redis.Redis.from_url(settings.step_url)  # runs' loops and requests live with the step data
+    broker = redis.Redis.from_url(settings.redis_url)  # the Celery queue that starts loops
     jobs = [submit(training={"iters": 100_000, "seed": i})["id"] for i in range(2)]
+    loops = [f"{settings.key_prefix}:run:{job_id}:*:loops" for job_id in jobs]
     try:
         for job_id in jobs:
             wait_for(job_id, until=("running",))
         first = [api.get(f"/v1/jobs/{j}").json()["progress"]["iteration"] for j in jobs]
-        time.sleep(4 * cluster.settings.block_loop_slice_s)
+        seen_loops = [False, False]  # a job's loops hash may be empty for a moment when its loops hand over
+        until = time.monotonic() + 4 * settings.block_loop_slice_s
+        while time.monotonic() < until:
+            seen_loops = [seen or bool(steps.keys(p)) for seen, p in zip(seen_loops, loops, strict=True)]
+            time.sleep(0.05)
         later = [api.get(f"/v1/jobs/{j}").json()["progress"]["iteration"] for j in jobs]
     finally:
         for job_id in jobs:
             api.post(f"/v1/jobs/{job_id}/cancel")
     assert all(b > a for a, b in zip(first, later, strict=True)), (first, later)
+    assert all(seen_loops), f"the step Redis never showed a running job's loops hash: {seen_loops}"
     for job_id in jobs:
         assert wait_for(job_id)["status"] == "cancelled"
-    client = redis.Redis.from_url(cluster.settings.redis_url)
-    deadline = time.monotonic() + 10 * cluster.settings.block_poll_s
-    while client.keys(f"{cluster.settings.key_prefix}:run:*:loops") or client.llen(cluster.settings.blocks_queue):
+    deadline = time.monotonic() + 10 * settings.block_poll_s
+    while any(steps.keys(pattern) for pattern in loops) or broker.llen(settings.blocks_queue):
         assert time.monotonic() < deadline, "block loops or their starts were left behind"
         time.sleep(0.05)

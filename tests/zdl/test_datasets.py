@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 import threading
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,9 +26,6 @@ from zdl.datasets import (
     find_data_dir,
     load_mnist,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = Path(os.environ.get("ZDL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -53,6 +51,10 @@ def write_dataset(directory: Path, n_train: int = 12, n_test: int = 5, seed: int
     for name, array in arrays.items():
         write_gz(directory / name, idx_bytes(array))
     return arrays
+
+
+#: Digits 0-9 in MNIST's published test set (t10k-labels-idx1-ubyte).
+MNIST_TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def sha256(path: Path) -> str:
@@ -144,7 +146,7 @@ def test_normalize_divides_by_255(data) -> None:
     directory, arrays = data
     (x, _), _ = load_mnist(normalize=True, flatten=True, data_dir=directory)
     expected = arrays[FILES[0]].reshape(-1, 784).astype(np.float64) / 255.0
-    np.testing.assert_allclose(x, expected, rtol=1e-6)
+    np.testing.assert_allclose(x, expected, rtol=2**-24)  # float32: within half an ulp of the exact quotient
     assert 0.0 <= x.min() and x.max() <= 1.0
 
 
@@ -161,7 +163,15 @@ def test_unknown_dataset_names_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match="allowed"):
         find_data_dir("emnist")
     assert dataset_shape("mnist") == dataset_shape("fashion-mnist") == (784, 10)
-    assert datasets.DATASETS == ("mnist", "fashion-mnist")
+
+
+@pytest.mark.parametrize("dataset", datasets.DATASETS)
+def test_every_dataset_can_be_downloaded_and_checked(dataset: str) -> None:
+    """Each known dataset has mirrors and a published SHA-256 for each of its four files."""
+    mirrors = datasets.MIRRORS[dataset]
+    assert mirrors and all(url.startswith(("https://", "http://")) and url.endswith("/") for url in mirrors)
+    assert set(datasets.SHA256[dataset]) == set(FILES)
+    assert all(len(digest) == 64 for digests in datasets.SHA256[dataset].values() for digest in digests)
 
 
 # --- where the files are looked for --------------------------------------------------------------------
@@ -218,10 +228,22 @@ def test_mirrors_from_environment(mirror, monkeypatch: pytest.MonkeyPatch) -> No
     np.testing.assert_array_equal(x[:, 0], arrays[FILES[0]])
 
 
-def test_default_mirrors_are_the_public_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_mirrors_set_the_public_ones_are_tried_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ZDL_MNIST_MIRRORS unset, a missing file is asked of PyTorch's mirror, then Google's (this test
+    answers for the network: every request fails, as offline, and is recorded)."""
     monkeypatch.delenv("ZDL_MNIST_MIRRORS")
-    assert datasets._mirrors("mnist", None) == datasets.MIRRORS["mnist"]
-    assert datasets.MIRRORS["mnist"][0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
+    asked: list[str] = []
+
+    def offline(url: str, timeout: float) -> None:
+        asked.append(url)
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", offline)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_mnist()
+    assert asked == ["https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+                     "https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz"]
+    assert all(url in str(info.value) for url in asked)
 
 
 def test_checksum_mismatch_leaves_nothing(mirror, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,22 +359,26 @@ def test_mutating_the_result_does_not_change_the_next_load(data, normalize: bool
         np.testing.assert_array_equal(got, want)
 
 
-# --- real data, where this machine has it ------------------------------------------------------------
+# --- real data -----------------------------------------------------------------------------------------
 
-def test_real_mnist_small() -> None:
-    root = SHARED_DATA / "mnist-small"
-    if not (root / FILES[0]).exists():
-        pytest.skip(f"real MNIST subset not found at {root}")
-    (x, t), (x_test, t_test) = load_mnist(data_dir=root)
-    assert x.shape == (5000, 784) and x_test.shape == (10000, 784)
-    assert set(np.unique(t)) == set(np.unique(t_test)) == set(range(10))
-    assert 0.1 < (x_test > 0).mean() < 0.3  # about 19% of MNIST pixels are ink
+def test_real_mnist(mnist_dir: Path, mnist_data) -> None:
+    """Whatever real MNIST load_mnist found (mnist-small, or all of it): the published test set, 784-pixel
+    digits of every class with MNIST's ~19% ink, and, if all 60,000 training digits, the published ones."""
+    (x, t), (x_test, t_test) = mnist_data
+    for name in (datasets.TEST_IMAGES, datasets.TEST_LABELS):
+        assert sha256(mnist_dir / name) in datasets.SHA256["mnist"][name], f"{mnist_dir / name} is not MNIST's"
+    assert x_test.shape == (10000, 784) and np.bincount(t_test).tolist() == MNIST_TEST_CLASS_COUNTS
+    assert x.shape[1] == 784 and len(x) >= 1000 and set(np.unique(t)) == set(range(10))
+    if len(x) == 60000:
+        for name in (datasets.TRAIN_IMAGES, datasets.TRAIN_LABELS):
+            assert sha256(mnist_dir / name) in datasets.SHA256["mnist"][name]
+    assert 0.15 < (x > 0).mean() < 0.23 and 0.15 < (x_test > 0).mean() < 0.23  # 19.1% of MNIST pixels are ink
 
 
 def test_fashion_mnist_from_debian() -> None:
     root = datasets.DEBIAN_DIRS["fashion-mnist"]
     if not all((root / name).exists() for name in FILES):
-        pytest.skip(f"Debian's dataset-fashion-mnist is not installed at {root}")
+        pytest.skip(f"Fashion-MNIST: Debian's dataset-fashion-mnist package is not installed (no files in {root})")
     assert find_data_dir("fashion-mnist") == root
     (x, t), (x_test, t_test) = load_mnist(dataset="fashion-mnist", one_hot_label=True)
     assert x.shape == (60000, 784) and t.shape == (60000, 10) and x_test.shape == (10000, 784)

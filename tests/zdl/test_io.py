@@ -60,25 +60,31 @@ def test_weights_bytes_round_trip():
 GOOD = weights_bytes(TwoLayerNet(3, 2, 2, seed=0).params)
 
 
+NOT_NPZ = "is not a readable .npz"
+
+
 @pytest.mark.parametrize(
-    "data",
+    ("data", "problem"),
     [
-        pytest.param(b"garbage", id="garbage"),
-        pytest.param(b"", id="empty"),
-        pytest.param(GOOD[:100], id="truncated"),
-        pytest.param(corrupted(GOOD, 200), id="bad-crc"),
-        pytest.param(npy_bytes(np.zeros(3)), id="npy-not-npz"),
+        pytest.param(b"garbage", NOT_NPZ, id="garbage"),
+        pytest.param(b"", NOT_NPZ, id="empty"),
+        pytest.param(GOOD[:100], NOT_NPZ, id="truncated"),
+        pytest.param(corrupted(GOOD, 200), f"{NOT_NPZ}: Bad CRC-32", id="bad-crc"),
+        pytest.param(npy_bytes(np.zeros(3)), "is a single array, not an .npz with W1 b1 W2 b2", id="npy-not-npz"),
         pytest.param(weights_bytes({"W1": np.zeros((3, 2)), "b1": np.zeros(2), "W2": np.zeros((2, 2)),
-                                    "b2": np.zeros(3)}), id="shapes-disagree"),
+                                    "b2": np.zeros(3)}), r"b2 has shape \(3,\), expected \(2,\)", id="shapes-disagree"),
     ],
 )
-def test_load_weights_rejects_what_is_not_weights(tmp_path, data):
-    with pytest.raises(ValueError):
+def test_load_weights_rejects_what_is_not_weights(tmp_path, data, problem):
+    """A ValueError that names the problem (and the file, when it is one), never a traceback from NumPy."""
+    with pytest.raises(ValueError, match=problem) as info:
         load_weights(data)
     path = tmp_path / "weights.npz"
     path.write_bytes(data)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=problem) as from_file:
         load_weights(path)
+    if "shape" not in problem:  # a file that is not weights is named; bytes are "the data"
+        assert str(path) in str(from_file.value) and "the data" in str(info.value)
 
 
 def test_load_weights_names_missing_parameters():

@@ -22,8 +22,8 @@ def test_every_code_round_trips_in_float32_and_float64() -> None:
         assert same_bits(normalize_pixels(packed, dtype), x)
 
 
-def test_the_loaders_batches_round_trip(mnist_small_data) -> None:
-    (x_train, _), _ = mnist_small_data
+def test_the_loaders_batches_round_trip(mnist_data) -> None:
+    (x_train, _), _ = mnist_data
     batch = x_train[np.random.default_rng(0).choice(len(x_train), 100)]
     packed = pack_pixels(batch)
     assert packed is not None
