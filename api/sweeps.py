@@ -69,10 +69,10 @@ def create(sweeps: SweepStore, celery: Celery, body: SweepCreate, owner: str,
 
 def sweep_blocks(body: SweepCreate, n_jobs: int, live_block_workers: int, running_per_key: int) -> int | str:
     """Block groups per step for the sweep's jobs. A sweep is many independent jobs: the workers are best used
-    by jobs side by side, each job's step in one group on one worker, rather than every job's step cut
-    across all the workers (the numerical engine gains little from a second group, and a job's groups wait
-    on one another each step). So "auto" becomes the workers shared out among the jobs that run at once
-    (at most ZDL_MAX_RUNNING_JOBS_PER_KEY), at least 1; a number in the base is kept."""
+    by jobs side by side, each job on a worker of its own (one group: a gang of one replica), rather than
+    every job's step cut across all the workers, where a job's groups wait on one another each step. So
+    "auto" becomes the workers shared out among the jobs that run at once (at most
+    ZDL_MAX_RUNNING_JOBS_PER_KEY), at least 1; a number in the base is kept."""
     requested = body.base.gradient.blocks
     if requested != "auto":
         return requested
