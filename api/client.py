@@ -1,174 +1,146 @@
-"""`zdl submit`: post a job to a zdl service, follow it with a progress bar, download its results.
+"""`zdl submit` and `zdl sweep`: the service from the command line, a thin layer over `zdl.client`.
 
-The flags are `zdl train`'s, so a local run and a service run are the same command line. Progress
-comes from the job's Server-Sent Events stream, with polling as the fallback if the stream drops.
+`zdl submit` takes `zdl train`'s flags, so a local run and a service run are the same command line; it
+follows the job with a progress bar and writes the results as `zdl train --out` does. `zdl sweep` takes
+the same flags, each with a comma-separated list of values, and trains every combination.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
-import os
 import sys
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+from zdl.cli import UserError, add_training_arguments, positive_int, training_config, write_run
+from zdl.client import Client, ClientError
+from zdl.client.connection import DEFAULT_URL
+from zdl.datasets import DATASETS
+from zdl.engine import METHODS
+from zdl.io import atomic_write_bytes
 
-from zdl.cli import UserError, add_training_arguments
-
-FINISHED = ("succeeded", "failed", "cancelled")
-DEFAULT_URL = "http://127.0.0.1:8000"
+#: `zdl sweep`'s flags that take a list: (flag, the sweep setting, how to read one value).
+SWEEP_FLAGS: list[tuple[str, str, Callable[[str], Any]]] = [
+    ("--lr", "learning_rate", float), ("--hidden", "hidden_size", positive_int),
+    ("--batch-size", "batch_size", positive_int), ("--weight-init-std", "weight_init_std", float),
+    ("--seed", "seed", int), ("--gradient", "gradient", lambda text: choice(text, METHODS)),
+    ("--dataset", "dataset", lambda text: choice(text, DATASETS)),
+]
+TABLE_COLUMNS = ("status", "final_loss", "train_acc", "test_acc", "iteration")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Entry point (group `zdl.commands`): adds `zdl submit`."""
+    """Entry point (group `zdl.commands`): adds `zdl submit` and `zdl sweep`."""
     p = subparsers.add_parser("submit", help="train on a zdl service (zdl cluster up) and download the results")
-    p.add_argument("--url", default=os.environ.get("ZDL_URL", DEFAULT_URL), help=f"service URL (default $ZDL_URL "
-                                                                                f"or {DEFAULT_URL})")
-    p.add_argument("--api-key", default=None, help="API key (default $ZDL_API_KEY, else the key `zdl cluster up` "
-                                                   "saved in its state dir)")
+    add_service_arguments(p)
     add_training_arguments(p)
     p.add_argument("--blocks", default="auto", help="block groups per step (default auto: one per worker)")
     p.add_argument("--out", type=Path, required=True, help="write history.json, weights.npz and PNG curves here")
     p.set_defaults(func=run_submit)
 
+    s = subparsers.add_parser("sweep", help="train every combination of settings on a zdl service, compare them",
+                              description="Each setting takes a comma-separated list, e.g. --lr 0.01,0.1,1,10 "
+                                          "--hidden 50,100 trains 8 jobs; settings not given are the book's.")
+    add_service_arguments(s)
+    for flag, setting, convert in SWEEP_FLAGS:
+        s.add_argument(flag, dest=setting, type=comma_list(convert), default=None, metavar="V[,V...]",
+                       help=f"{setting}: one value, or several to vary")
+    s.add_argument("--iters", type=positive_int, default=10000, help="iterations of every job (default 10000)")
+    s.add_argument("--name", default=None, help="a label for the sweep")
+    s.add_argument("--out", type=Path, default=None, help="write results.json and curves.png here")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=run_sweep)
 
-def job_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The POST /v1/jobs body for these flags."""
-    blocks: int | str = args.blocks if args.blocks == "auto" else int(args.blocks)
-    return {
-        "model": {"hidden_size": args.hidden, "weight_init_std": args.weight_init_std},
-        "dataset": args.dataset,
-        "training": {"iters": args.iters, "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed},
-        "gradient": {"method": args.gradient, "blocks": blocks},
-    }
 
-
-def api_key(flag: str | None) -> str | None:
-    """--api-key, else $ZDL_API_KEY, else the key file of a default `zdl cluster up`, else None."""
-    from worker.cluster import API_KEY_FILE, DEFAULT_STATE_DIR
-
-    if flag:
-        return flag
-    if os.environ.get("ZDL_API_KEY"):
-        return os.environ["ZDL_API_KEY"]
-    try:
-        return (DEFAULT_STATE_DIR / API_KEY_FILE).read_text().strip() or None
-    except OSError:
-        return None
+def add_service_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=None, help=f"service URL (default $ZDL_URL or {DEFAULT_URL})")
+    p.add_argument("--api-key", default=None, help="API key (default $ZDL_API_KEY, else the key `zdl cluster up` "
+                                                   "saved in its state dir)")
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    key = api_key(args.api_key)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    with httpx.Client(base_url=args.url, timeout=httpx.Timeout(30.0, read=60.0), headers=headers) as client:
-        job = post_job(client, job_body(args))
-        sys.stdout.write(f"job {job['id']} {job['status']} at {args.url}{job['links']['self']}\n")
-        sys.stdout.flush()
-        job = follow(client, job, show_progress=not args.no_progress)
-        if job["status"] != "succeeded":
-            raise UserError(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""))
-        for path in download(client, job, args.out):
-            sys.stdout.write(f"wrote {path}\n")
-    latest = job["latest"]
-    sys.stdout.write(f"train acc {latest['train_acc']:.4f}  test acc {latest['test_acc']:.4f}  "
-                     f"wall time {job['progress']['elapsed_s']:.1f} s\n")
+    blocks: int | str = args.blocks if args.blocks == "auto" else positive_int(args.blocks)
+    with service(args) as client:
+        job = client.submit(training_config(args), dataset=args.dataset, blocks=blocks)
+        say(f"job {job.id} {job.record['status']} at {client.url}/v1/jobs/{job.id}")
+        job.wait(progress=not args.no_progress)
+        for path in write_run(args.out, job.net.params, job.history):
+            say(f"wrote {path}")
+    latest = job.record["latest"]
+    say(f"train acc {latest['train_acc']:.4f}  test acc {latest['test_acc']:.4f}  "
+        f"wall time {job.record['progress']['elapsed_s']:.1f} s")
     return 0
 
 
-def post_job(client: httpx.Client, body: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
-    """POST the job; a retry after a dropped connection reuses the Idempotency-Key, so it never runs twice."""
-    headers = {"Idempotency-Key": uuid.uuid4().hex}
-    for attempt in range(attempts):
-        try:
-            return checked(client.post("/v1/jobs", json=body, headers=headers))
-        except httpx.TransportError as exc:
-            if attempt == attempts - 1:
-                raise unreachable(client, exc) from None
-            time.sleep(0.5 * 2**attempt)
-    raise AssertionError("unreachable")
+def run_sweep(args: argparse.Namespace) -> int:
+    values = {setting: getattr(args, setting) for _, setting, _ in SWEEP_FLAGS if getattr(args, setting)}
+    grid = {setting: v for setting, v in values.items() if len(v) > 1}
+    if not grid:
+        raise UserError("give at least one setting with several values, e.g. --lr 0.01,0.1,1,10")
+    base = {setting: v[0] for setting, v in values.items() if len(v) == 1}
+    with service(args) as client:
+        sweep = client.sweep(grid, name=args.name, iters=args.iters, **base)
+        say(f"sweep {sweep.id}: {sweep.record['size']} jobs at {client.url}/#/sweeps/{sweep.id}")
+        rows = sweep.wait(progress=not args.no_progress).results(frame=False)
+        say(table(rows, [*sweep.record["axes"], *TABLE_COLUMNS]))
+        for row in rows:
+            if row["error"]:
+                say(f"job {row['job_id']} {row['status']}: {row['error']}")
+        if args.out is not None:
+            png = io.BytesIO()
+            sweep.plot().savefig(png, format="png")
+            for name, data in (("results.json", json.dumps(rows, indent=1).encode()), ("curves.png", png.getvalue())):
+                say(f"wrote {atomic_write_bytes(args.out / name, data)}")
+    return 0
 
 
-def follow(client: httpx.Client, job: dict[str, Any], show_progress: bool = True) -> dict[str, Any]:
-    """Show progress until the job ends; returns its final record."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=job["progress"]["total"], unit="it", disable=not show_progress, dynamic_ncols=True)
+@contextlib.contextmanager
+def service(args: argparse.Namespace) -> Iterator[Client]:
+    """A client of --url with --api-key; its errors (unreachable, 401, a failed job) as one-line UserErrors."""
     try:
-        while job["status"] not in FINISHED:
-            try:
-                for event in sse_events(client, job["links"]["events"]):
-                    _update(bar, event)
-                    if event.get("type") == "status" and event.get("status") in FINISHED:
-                        break
-            except httpx.TransportError:
-                time.sleep(1.0)  # the stream dropped: fall back to one poll, then try the stream again
-            job = get_job(client, job["id"])
-            _update(bar, {**job["progress"], **job["latest"]})
-    finally:
-        bar.close()
-    return job
+        with Client(args.url, args.api_key) as client:
+            yield client
+    except ClientError as exc:
+        raise UserError(str(exc)) from None
 
 
-def sse_events(client: httpx.Client, path: str) -> Iterator[dict[str, Any]]:
-    """The JSON bodies of a Server-Sent Events stream (comments and pings skipped)."""
-    with client.stream("GET", path, timeout=httpx.Timeout(30.0, read=None)) as response:
-        checked(response, json_body=False)
-        data: list[str] = []
-        for line in response.iter_lines():
-            if line.startswith("data:"):
-                data.append(line[5:].strip())
-            elif not line and data:
-                yield json.loads("\n".join(data))
-                data = []
+def comma_list(convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    """An argparse type: "0.01,0.1,1" -> [0.01, 0.1, 1.0], each item read by `convert`."""
+
+    def parse(text: str) -> list[Any]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected one or more comma-separated values, got {text!r}")
+        return [convert(item) for item in items]
+
+    return parse
 
 
-def download(client: httpx.Client, job: dict[str, Any], out: Path) -> list[Path]:
-    """history.json, weights.npz and the training curves, written atomically into `out`."""
-    from zdl.history import History
-    from zdl.io import atomic_write_bytes
-    from zdl.plot import write_training_plots
-
-    history = checked(client.get(job["links"]["history"]))
-    weights = client.get(job["links"]["weights"])
-    checked(weights, json_body=False)
-    paths = [atomic_write_bytes(out / "history.json", json.dumps(history).encode()),
-             atomic_write_bytes(out / "weights.npz", weights.content)]
-    return paths + write_training_plots(History.from_dict(history), out)
+def choice(text: str, allowed: tuple[str, ...] | list[str]) -> str:
+    if text not in allowed:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(allowed)}")
+    return text
 
 
-def get_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    try:
-        return checked(client.get(f"/v1/jobs/{job_id}"))
-    except httpx.TransportError as exc:
-        raise unreachable(client, exc) from None
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Rows as a plain-text table, numbers to 4 significant digits, missing values as '-'."""
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
 
 
-def checked(response: httpx.Response, json_body: bool = True) -> Any:
-    """The JSON body of a 2xx response; a UserError with the server's `detail` otherwise."""
-    if response.is_error:
-        response.read()
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise UserError(f"{response.request.method} {response.request.url.path}: {response.status_code} {detail}")
-    return response.json() if json_body else response
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def unreachable(client: httpx.Client, exc: Exception) -> UserError:
-    return UserError(f"cannot reach the zdl service at {client.base_url} ({exc}); start one with `zdl cluster up` "
-                     "or pass --url")
-
-
-def _update(bar: Any, event: dict[str, Any]) -> None:
-    if event.get("iteration") is not None:
-        bar.n = int(event["iteration"])
-    postfix = {k: f"{event[k]:.4f}" for k in ("loss", "test_acc") if event.get(k) is not None}
-    if postfix:
-        bar.set_postfix(postfix, refresh=False)
-    bar.refresh()
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

@@ -15,7 +15,7 @@ from redis.retry import Retry
 
 from api import errors
 from api.limits import BodySizeLimit
-from api.routes import docs, health, jobs, metrics, pages, plots
+from api.routes import docs, health, jobs, metrics, pages, plots, sweeps
 from worker import celery_app
 from worker.settings import Settings, get_settings
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(sweeps.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(plots.router)

@@ -112,6 +112,7 @@ class JobOut(BaseModel):
     error: str | None = None
     diverged: bool = Field(default=False, description="the loss became NaN or infinite, and the job was stopped")
     estimate: Estimate | None = None
+    sweep: str | None = Field(default=None, description="the id of the sweep that made this job, if one did")
     links: Links
 
     @classmethod
@@ -124,7 +125,7 @@ class JobOut(BaseModel):
             timings=Timings(**{**_pick(record, Timings), **_times(record)}),
             blocks=record.get("blocks"), worker=record.get("worker"), runs=record.get("runs"),
             resumed_from=record.get("resumed_from"), error=record.get("error") or None,
-            diverged=bool(record.get("diverged")), estimate=estimate,
+            diverged=bool(record.get("diverged")), estimate=estimate, sweep=record.get("sweep"),
             links=Links(self=path, history=f"{path}/history", weights=f"{path}/weights", events=f"{path}/events",
                         cancel=f"{path}/cancel"),
         )

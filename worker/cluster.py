@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
-import platformdirs
 import redis
 from pydantic import SecretStr
 
@@ -30,6 +29,7 @@ from worker.heartbeat import alive_workers
 from worker.processes import Managed
 from worker.redis_auth import APP_USER, acl_file_text
 from worker.settings import Settings
+from zdl.paths import API_KEY_FILE, DEFAULT_STATE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.set_defaults(func=run_up)
 
 
-DEFAULT_STATE_DIR = Path(platformdirs.user_state_dir("zdl")) / "cluster"
-API_KEY_FILE = "api-key"
 SECRET_KEY_FILE = "secret-key"
 REDIS_PASSWORD_FILE = "redis-password"
 REDIS_ACL_FILE = "redis-users.acl"

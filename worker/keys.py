@@ -12,7 +12,9 @@
     <p>:jobs / <p>:jobs:<status> zset    job ids by creation time, all and per status (metrics, recovery)
     <p>:owner:<h>:jobs[:<status>] zset   the same, per owner (h: HMAC of the API key with the server secret)
     <p>:owner:<h>:bytes          string  bytes reserved for the results of the owner's stored jobs (quota)
-    <p>:idem:<h>:<key>           string  an owner's Idempotency-Key -> job id
+    <p>:idem:<h>:<key>           string  an owner's Idempotency-Key -> job id (a sweep's: its first job's id)
+    <p>:sweep:<id>               hash    a sweep: owner, its request, its jobs' ids and varied settings (JSON)
+    <p>:owner:<h>:sweeps         zset    an owner's sweep ids by creation time
     <p>:pending:<h>              zset    an owner's queued jobs not yet sent to a coordinator, by creation time
     <p>:pending                  zset    owners with pending jobs -> when one of their jobs was last sent (round robin)
     <p>:dispatched[:<h>]         zset    jobs sent to a coordinator that have not started yet -> when sent
@@ -116,6 +118,14 @@ def jobs_index(settings: Settings, status: str | None = None) -> str:
 def owner_index(settings: Settings, owner: str, status: str | None = None) -> str:
     """One owner's jobs (all, or of one status); `owner` is the hex SHA-256 of the owner's API key."""
     return settings.key("owner", owner, "jobs") if status is None else settings.key("owner", owner, "jobs", status)
+
+
+def sweep(settings: Settings, sweep_id: str) -> str:
+    return settings.key("sweep", sweep_id)
+
+
+def owner_sweeps(settings: Settings, owner: str) -> str:
+    return settings.key("owner", owner, "sweeps")
 
 
 def owner_bytes(settings: Settings, owner: str) -> str:

@@ -92,51 +92,77 @@ class JobStore:
         reserves `reserved_bytes` (what its results will take) until it is deleted. The job waits in the
         owner's pending queue until the scheduler (worker/scheduler.py) sends it to a coordinator.
         """
-        job_id = uuid.uuid4().hex
+        ids, created = self.create_many([spec], owner, idempotency_key, reserved_bytes=[reserved_bytes],
+                                        fields=fields)
+        return ids[0], created
+
+    def create_many(self, specs: Sequence[Mapping[str, Any]], owner: str, idempotency_key: str | None = None, *,
+                    reserved_bytes: Sequence[int], fields: Mapping[str, Any] | None = None,
+                    also: Callable[[redis.client.Pipeline, list[str]], None] | None = None) -> tuple[list[str], bool]:
+        """`create` for several jobs at once (a sweep's): all of them are created, or none.
+
+        The owner's limits are checked for all the jobs together, in the same transaction as their creation.
+        Returns (the new ids in the order of `specs`, True), or ([the first job an earlier request with the
+        same Idempotency-Key made], False). `also(pipe, ids)` queues more writes into the transaction (the
+        record of the sweep that lists the jobs), so they are stored together with the jobs or not at all.
+        """
+        if not specs or len(reserved_bytes) != len(specs):
+            raise ValueError(f"create_many: {len(specs)} specs and {len(reserved_bytes)} reservations")
+        job_ids = [uuid.uuid4().hex for _ in specs]
         now = time.time()
-        record = _encode({**(fields or {}), "id": job_id, "status": "queued", "spec": dict(spec), "created_at": now,
-                          "owner": owner, "iteration": 0, "total": spec["training"]["iters"],
-                          "idempotency_key": idempotency_key, "reserved_bytes": reserved_bytes})
+        created = {job_id: now + 1e-6 * i for i, job_id in enumerate(job_ids)}  # distinct: queues keep their order
+        records = [_encode({**(fields or {}), "id": job_id, "status": "queued", "spec": dict(spec),
+                            "created_at": created[job_id], "owner": owner, "iteration": 0,
+                            "total": spec["training"]["iters"], "reserved_bytes": reserved,
+                            "idempotency_key": idempotency_key if job_id == job_ids[0] else None})
+                   for job_id, spec, reserved in zip(job_ids, specs, reserved_bytes, strict=True)]
         idem = keys.idempotency(self.settings, owner, idempotency_key) if idempotency_key else None
         active = [keys.owner_index(self.settings, owner, s) for s in ACTIVE]
         stored, used = keys.owner_index(self.settings, owner), keys.owner_bytes(self.settings, owner)
+        more_bytes = sum(reserved_bytes)
 
-        def create_once(pipe: redis.client.Pipeline) -> tuple[str, bool]:
+        def create_all(pipe: redis.client.Pipeline) -> tuple[list[str], bool]:
             if idem is not None and (existing := pipe.get(idem)) is not None:
-                return existing.decode(), False
+                return [existing.decode()], False
             self._check_quotas(sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
-                               int(pipe.get(used) or 0), reserved_bytes)
+                               int(pipe.get(used) or 0), more_bytes, count=len(specs))
             pipe.multi()
-            pipe.hset(self.keys(job_id).record, mapping=record)
+            for job_id, record in zip(job_ids, records, strict=True):
+                pipe.hset(self.keys(job_id).record, mapping=record)
             for index in (keys.jobs_index(self.settings), keys.jobs_index(self.settings, "queued"),
                           stored, keys.owner_index(self.settings, owner, "queued"), keys.pending(self.settings, owner)):
-                pipe.zadd(index, {job_id: now})
+                pipe.zadd(index, created)
             pipe.zadd(keys.pending(self.settings), {owner: 0}, nx=True)  # a new owner is served first
-            pipe.incrby(used, reserved_bytes)
+            pipe.incrby(used, more_bytes)
             if idem is not None:
-                pipe.set(idem, job_id, ex=self.settings.idempotency_ttl_s)
-            return job_id, True
+                pipe.set(idem, job_ids[0], ex=self.settings.idempotency_ttl_s)
+            if also is not None:
+                also(pipe, job_ids)
+            return job_ids, True
 
         watched = [*active, stored, used, *([idem] if idem is not None else [])]
-        return self.client.transaction(create_once, *watched, value_from_callable=True)
+        return self.client.transaction(create_all, *watched, value_from_callable=True)
 
-    def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int) -> None:
+    def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int, count: int = 1) -> None:
         s = self.settings
-        if active >= s.max_active_jobs_per_key:
-            raise QuotaExceeded(f"this API key already has {active} jobs queued or running, the limit "
-                                f"(ZDL_MAX_ACTIVE_JOBS_PER_KEY={s.max_active_jobs_per_key}); wait for one to finish "
-                                "or cancel one")
+        these, whose = ("this job", "this job's") if count == 1 else (f"these {count} jobs", f"these {count} jobs'")
+        if active + count > s.max_active_jobs_per_key:
+            raise QuotaExceeded(f"this API key already has {active} jobs queued or running, "
+                                + ("the limit" if count == 1 else f"and {these} would exceed the limit")
+                                + f" (ZDL_MAX_ACTIVE_JOBS_PER_KEY={s.max_active_jobs_per_key}); wait for one to "
+                                  "finish or cancel one")
         free = "delete finished jobs you no longer need (DELETE /v1/jobs/{id})" + (
             f" or wait for them to expire ({s.job_ttl_days:g} days after they end, ZDL_JOB_TTL_DAYS)"
             if s.job_ttl_days else "")
-        if stored >= s.max_stored_jobs_per_key:
-            raise QuotaExceeded(f"this API key stores {stored} jobs, its quota (ZDL_MAX_STORED_JOBS_PER_KEY="
-                                f"{s.max_stored_jobs_per_key}); {free}")
+        if stored + count > s.max_stored_jobs_per_key:
+            raise QuotaExceeded(f"this API key stores {stored} jobs"
+                                + (", its quota" if count == 1 else f", and {these} would exceed its quota")
+                                + f" (ZDL_MAX_STORED_JOBS_PER_KEY={s.max_stored_jobs_per_key}); {free}")
         limit = int(s.max_stored_mb_per_key * 2**20)
         if used_bytes + more_bytes > limit:
-            raise QuotaExceeded(f"this job's results need {more_bytes / 2**20:.1f} MiB, and this API key's stored "
-                                f"jobs already take {used_bytes / 2**20:.1f} of its {s.max_stored_mb_per_key:g} "
-                                f"MiB (ZDL_MAX_STORED_MB_PER_KEY); {free}")
+            raise QuotaExceeded(f"{whose} results need {more_bytes / 2**20:.1f} MiB"
+                                + f", and this API key's stored jobs already take {used_bytes / 2**20:.1f} of its "
+                                  f"{s.max_stored_mb_per_key:g} MiB (ZDL_MAX_STORED_MB_PER_KEY); {free}")
 
     def get(self, job_id: str) -> Record | None:
         raw = self.client.hgetall(self.keys(job_id).record)

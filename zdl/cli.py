@@ -72,8 +72,9 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(
+def training_config(args: argparse.Namespace) -> TrainConfig:
+    """The run that `add_training_arguments`' flags describe."""
+    return TrainConfig(
         hidden_size=args.hidden,
         weight_init_std=args.weight_init_std,
         iters=args.iters,
@@ -82,6 +83,10 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         gradient=args.gradient,
     )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = training_config(args)
     (x_train, t_train), (x_test, t_test) = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
     # float64 once, not at every evaluation's matrix product (the same bits: float32 -> float64 is exact)
     data = (x_train.astype(np.float64), t_train), (x_test.astype(np.float64), t_test)

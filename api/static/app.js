@@ -3,17 +3,20 @@
 //   #/                    jobs list and the new-job form      (home.js)
 //   #/jobs/<id>           one job, live                        (job.js)
 //   #/compare/<id>,<id>   two or more jobs' curves overlaid    (compare.js)
+//   #/sweeps/<id>         a sweep: every run overlaid, a table (sweep.js)
 
 import { apiKey, setUnauthorizedHandler } from "./api.js";
 import { renderCompare } from "./compare.js";
 import { h } from "./format.js";
 import { renderHome } from "./home.js";
 import { renderJob } from "./job.js";
+import { renderSweep } from "./sweep.js";
 
 const ROUTES = [
   [/^#?\/?$/, () => renderHome],
   [/^#\/jobs\/([\w-]+)$/, (id) => (root) => renderJob(root, id)],
   [/^#\/compare\/([\w,-]+)$/, (ids) => (root) => renderCompare(root, ids.split(",").filter(Boolean))],
+  [/^#\/sweeps\/([\w-]+)$/, (id) => (root) => renderSweep(root, id)],
 ];
 const READY_POLL_MS = 10_000;
 

@@ -4,6 +4,7 @@
 import { ApiError, request } from "./api.js";
 import { ago, describe, duration, h, isFinished, percent, progressBar, shortId, statusBadge } from "./format.js";
 import { jobForm } from "./form.js";
+import { sweepsCard } from "./sweeps.js";
 
 const PAGE_SIZE = 20;
 const POLL_BUSY_MS = 1000;
@@ -33,10 +34,11 @@ export function renderHome(root) {
   } }, h("option", { value: "" }, "All statuses"), STATUSES.map((s) => h("option", { value: s }, s)));
   filter.value = listState.status;
 
+  const sweeps = sweepsCard();
   root.append(h("div", { class: "home" },
-    h("section", { class: "card jobs-card" },
+    h("div", {}, sweeps.element, h("section", { class: "card jobs-card" },
       h("div", { class: "card-head" }, h("h2", {}, "Jobs"), h("div", { class: "tools" }, filter, compare)),
-      error, h("div", { class: "table-wrap" }, table), empty, pager),
+      error, h("div", { class: "table-wrap" }, table), empty, pager)),
     h("section", { class: "card form-card" }, h("h2", {}, "New training job"),
       jobForm((job) => { location.hash = `#/jobs/${job.id}`; }))));
 
@@ -76,6 +78,7 @@ export function renderHome(root) {
   return () => {
     stopped = true;
     clearTimeout(timer);
+    sweeps.stop();
   };
 }
 

@@ -238,3 +238,29 @@ def bits_equal(local_run: Callable[[dict[str, Any]], dict[str, np.ndarray]]) -> 
         return all(served[k].dtype == local[k].dtype and np.array_equal(served[k], local[k]) for k in local)
 
     return check
+
+
+@pytest.fixture
+def leaves_no_jobs(cluster: LocalCluster) -> Iterator[None]:
+    """Cancel and delete every job of API_KEY made during the test (by any client: httpx, zdl.client, the CLI, a
+    notebook), and the sweeps left empty, so that the session's tests stay within the key's stored-jobs quota."""
+    import redis
+
+    from api.auth import owner_id
+    from worker import keys
+    from worker.store import JobStore
+    from worker.sweeps import SweepStore
+
+    store = JobStore(redis.Redis.from_url(cluster.settings.redis_url), cluster.settings)
+    owner = owner_id(API_KEY, cluster.settings)
+    began = time.time()
+    yield
+    index = keys.owner_index(cluster.settings, owner)
+    made = [raw.decode() for raw in store.client.zrangebyscore(index, began, "+inf")]
+    for job_id in made:
+        store.request_cancel(job_id)
+    deadline = time.monotonic() + 30
+    for job_id in made:
+        while store.delete(job_id) == "busy" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    SweepStore(store).forget_empty(owner)
