@@ -46,6 +46,9 @@ class LocalCluster:
         Without a ZDL_SECRET_KEY, the one kept in state_dir is used (made on first use)."""
         self.state_dir, self.log_dir = state_dir, state_dir / "logs"
         self.persist, self.extra_env = persist, dict(env or {})
+        #: Variables for the block workers only, over the others (a benchmark points them at Redis through a
+        #: proxy that adds network latency, as for workers on other machines).
+        self.block_env: dict[str, str] = {}
         self.port = port or processes.free_port()
         self.own_redis = start_redis
         self.redis_port = processes.free_port() if start_redis else None
@@ -135,7 +138,7 @@ class LocalCluster:
         while len(self.blocks) < n:
             self._next_block += 1
             self.blocks.append(processes.start_worker(f"blocks{self._next_block}", self.settings.blocks_queue,
-                                                      self.log_dir, self.env))
+                                                      self.log_dir, {**self.env, **self.block_env}))
         client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
         names = {p.name for p in self.blocks}
         processes.wait_until(lambda: self._alive_names(client, self.settings.blocks_queue) == names, timeout_s,
@@ -152,7 +155,8 @@ class LocalCluster:
                     continue
                 pool = "prefork" if role != "blocks" else "solo"
                 queue = self.settings.blocks_queue if role == "blocks" else self.settings.coordinator_queue
-                fresh = processes.start_worker(proc.name, queue, self.log_dir, self.env, pool=pool,
+                env = {**self.env, **self.block_env} if role == "blocks" else self.env
+                fresh = processes.start_worker(proc.name, queue, self.log_dir, env, pool=pool,
                                                concurrency=self.coordinator_concurrency if pool == "prefork" else 1)
                 if isinstance(current, list):
                     current[i] = fresh

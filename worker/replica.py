@@ -166,13 +166,16 @@ class Exchange:
                 if self.data.client.exists(self.start.keys.abort) or self.stopping():
                     raise TurnAbandoned()
                 continue
-            header, values = unpack(item[1])
-            computed, ends = float(header["compute_s"]), bool(header["last"])
-            if header["step"] == step:
-                parts[int(header["replica"])] = (computed, values)
-                last = last or ends
-            else:  # a faster replica's next step
-                self.waiting.setdefault(int(header["step"]), {})[int(header["replica"])] = (computed, values, ends)
+            more = self.start.replicas - len(parts) - 1  # whatever else has arrived, in one more round trip
+            for raw in [item[1], *((self.data.client.lpop(mine, more) or []) if more else [])]:
+                header, values = unpack(raw)
+                computed, ends = float(header["compute_s"]), bool(header["last"])
+                if header["step"] == step:
+                    parts[int(header["replica"])] = (computed, values)
+                    last = last or ends
+                else:  # a faster replica's next step
+                    self.waiting.setdefault(int(header["step"]), {})[int(header["replica"])] = \
+                        (computed, values, ends)
         return last
 
 
