@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Path, Request
 from api.auth import OwnerDep
 from worker.keys import JobKeys
 from worker.keys import workers as workers_key
+from worker.replies import hash_reply
 from worker.settings import Settings
 from worker.store import JobStore, decode_record
 
@@ -36,15 +37,18 @@ JobId = Annotated[str, JOB_ID]
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings  # app.state is untyped: the lifespan sets these three
+    return settings
 
 
 async def get_redis(request: Request) -> redis.Redis:
-    return request.app.state.redis
+    client: redis.Redis = request.app.state.redis
+    return client
 
 
 async def get_async_redis(request: Request) -> redis.asyncio.Redis:
-    return request.app.state.async_redis
+    client: redis.asyncio.Redis = request.app.state.async_redis
+    return client
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -71,7 +75,7 @@ StoreDep = Annotated[JobStore, Depends(get_store)]
 async def get_job(job_id: JobId, client: AsyncRedisDep, settings: SettingsDep, owner: OwnerDep) -> dict[str, Any]:
     """The caller's job record, or 404 (also for another key's job: its existence is not revealed)."""
     raw = await client.hgetall(JobKeys.of(settings, valid_job_id(job_id)).record)
-    record = decode_record(raw) if raw else None
+    record = decode_record(hash_reply(raw)) if raw else None
     if record is None or record.get("owner") != owner:
         raise HTTPException(404, "Job not found")
     return record

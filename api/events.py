@@ -13,6 +13,7 @@ from typing import Any
 import redis.asyncio
 
 from worker.keys import FINISHED, JobKeys
+from worker.replies import hash_reply
 from worker.settings import Settings
 from worker.store import decode_record
 
@@ -28,7 +29,7 @@ async def snapshot(client: redis.asyncio.Redis, settings: Settings, job_id: str,
     raw = await client.hgetall(JobKeys.of(settings, job_id).record)
     if not raw:
         return None
-    record = decode_record(raw)
+    record = decode_record(hash_reply(raw))
     if owner is not None and record.get("owner") != owner:
         return None
     return {"type": "status", **{k: record[k] for k in SNAPSHOT_FIELDS if k in record}}

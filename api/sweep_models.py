@@ -86,7 +86,7 @@ class SweepCreate(Strict):
     def combinations(self) -> list[dict[str, Any]]:
         """Each job's settings: the grid's combinations (the last setting varying fastest) or the runs."""
         if self.grid is None:
-            return [dict(run) for run in self.runs or []]
+            return [{str(name): value for name, value in run.items()} for run in self.runs or []]
         names = list(self.grid)
         return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.grid.values())]
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from api.jobs import admit, check_spec, field_error, send_to_coordinator
 from api.models import JobCreate
-from api.sweep_models import RunLinks, SweepCreate, SweepLinks, SweepOut, SweepProgress, SweepRun
+from api.sweep_models import RunLinks, SweepCreate, SweepLinks, SweepOut, SweepProgress, SweepRun, SweepStatus
 from worker import scheduler
 from worker.heartbeat import alive_workers
 from worker.keys import FINISHED, STATUSES
@@ -123,7 +123,8 @@ def summary(sweep: Record, jobs: list[Record | None]) -> SweepOut:
             in enumerate(zip(sweep["jobs"], sweep["params"], jobs, strict=True))]
     counts = {status: sum(r.status == status for r in runs) for status in (*STATUSES, "deleted")}
     ended = counts["deleted"] + sum(counts[s] for s in FINISHED)
-    status = "finished" if ended == len(runs) else "queued" if counts["queued"] == len(runs) else "running"
+    status: SweepStatus = ("finished" if ended == len(runs) else "queued" if counts["queued"] == len(runs)
+                           else "running")
     runs.sort(key=_rank)
     request = SweepCreate.model_validate(sweep["request"])
     return SweepOut(

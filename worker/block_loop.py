@@ -29,6 +29,7 @@ from worker import keys
 from worker.blocks import BlockRequest, compute_group
 from worker.errors import GroupCancelled, GroupHandedBack
 from worker.keys import JobKeys, RunKeys
+from worker.replies import as_bytes
 from worker.settings import Settings
 from worker.transfer import StepData
 
@@ -104,7 +105,7 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
                 continue
             if item[1] == STOP:
                 break
-            served += _serve_one(data, settings, start, item[1], worker, turn)
+            served += _serve_one(data, settings, start, as_bytes(item[1]), worker, turn)
             last_request = time.monotonic()
             if last_request >= turn.ends_at:
                 turn.ends_at = last_request + turn.length

@@ -33,6 +33,7 @@ from worker.blocks import BlockRequest, all_groups, decode_notice
 from worker.errors import BlockFailed, JobCancelled
 from worker.heartbeat import alive_workers, recently_lost_workers
 from worker.keys import RunKeys, StepKeys
+from worker.replies import as_bytes
 from worker.settings import Settings
 from worker.transfer import StepData
 from zdl.engine import assemble
@@ -166,7 +167,7 @@ class FanoutGradient:
                     raise JobCancelled(self.job_id)
                 self._resend_lost(keys, run_keys, requests, pending)
                 continue
-            notice, values = decode_notice(item[1])
+            notice, values = decode_notice(as_bytes(item[1]))
             if "error" in notice:
                 raise BlockFailed(notice["error"])
             group = int(notice["group"])

@@ -16,6 +16,7 @@ from worker import processes
 from worker.cluster import LocalCluster
 from worker.keys import JobKeys
 from worker.processes import Managed
+from worker.replies import text
 
 
 def sigkill_group(proc: Managed) -> None:
@@ -40,7 +41,7 @@ def coordinator_pid(cluster: LocalCluster, job_id: str) -> int:
     token = client.get(JobKeys.of(cluster.settings, job_id).lease)
     if token is None:
         raise LookupError(f"job {job_id} has no coordinator right now")
-    return int(token.decode().split(":")[1])
+    return int(text(token).split(":")[1])
 
 
 def kill_coordinator(cluster: LocalCluster, job_id: str, whole_worker: bool) -> str:

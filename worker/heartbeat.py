@@ -21,6 +21,7 @@ from celery import bootsteps
 
 from worker import keys
 from worker.connection import redis_client
+from worker.replies import texts
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def leave(client: redis.Redis, settings: Settings, hostname: str, queues: list[s
 def alive_workers(client: redis.Redis, settings: Settings, queue: str) -> set[str]:
     """Hostnames that heartbeated on `queue` within the last heartbeat_ttl_s seconds."""
     members = client.zrangebyscore(keys.workers(settings, queue), time.time() - settings.heartbeat_ttl_s, "+inf")
-    return {m.decode() for m in members}
+    return set(texts(members))
 
 
 def recently_lost_workers(client: redis.Redis, settings: Settings, queue: str) -> set[str]:
@@ -57,7 +58,7 @@ def recently_lost_workers(client: redis.Redis, settings: Settings, queue: str) -
     now = time.time()
     members = client.zrangebyscore(keys.workers(settings, queue), now - 10 * settings.heartbeat_ttl_s,
                                    f"({now - settings.heartbeat_ttl_s}")
-    return {m.decode() for m in members}
+    return set(texts(members))
 
 
 def look_after_jobs(client: redis.Redis, settings: Settings, enqueue: Callable[[str], Any]) -> None:

@@ -25,6 +25,7 @@ import redis
 
 from worker import keys
 from worker.keys import JobKeys
+from worker.replies import Fields, hash_reply, texts
 from worker.settings import Settings
 from zdl.history import History
 from zdl.nets import PARAM_NAMES
@@ -83,7 +84,7 @@ class Lease:
 
 def queue_checkpoint(pipe: redis.client.Pipeline, settings: Settings, job_id: str, state: TrainerState) -> None:
     """Queue the writing of `state` on `pipe` (one HSET: a reader sees the old checkpoint or the new one)."""
-    mapping: dict[str, str | bytes] = {
+    mapping: Fields = {
         "step": str(state.step), "rng": json.dumps(state.rng_state), "history": state.history.to_json(),
     }
     for name in PARAM_NAMES:
@@ -93,7 +94,7 @@ def queue_checkpoint(pipe: redis.client.Pipeline, settings: Settings, job_id: st
 
 
 def load_checkpoint(client: redis.Redis, settings: Settings, job_id: str) -> TrainerState | None:
-    raw = client.hgetall(JobKeys.of(settings, job_id).checkpoint)
+    raw = hash_reply(client.hgetall(JobKeys.of(settings, job_id).checkpoint))
     if not raw:
         return None
     params = {name: np.frombuffer(raw[name.encode()], dtype=np.float64).reshape(json.loads(raw[f"{name}.shape"
@@ -127,7 +128,7 @@ def recover_orphans(client: redis.Redis, settings: Settings, enqueue: Callable[[
 
     Every coordinator worker calls this each heartbeat; the `resume` marker makes one of them do it.
     """
-    running = [raw.decode() for raw in client.zrange(keys.jobs_index(settings, "running"), 0, -1)]
+    running = texts(client.zrange(keys.jobs_index(settings, "running"), 0, -1))
     if not running:
         return []
     with client.pipeline(transaction=False) as pipe:

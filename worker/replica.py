@@ -16,6 +16,7 @@ from worker.blocks import all_groups
 from worker.coordinator import gather_layout
 from worker.gang import ReplicaStart, pack, read_state, state_fields, unpack
 from worker.keys import JobKeys
+from worker.replies import maybe_bytes
 from worker.settings import Settings
 from worker.specs import train_config
 from worker.transfer import StepData
@@ -52,7 +53,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         return 0
     steps = 0
     try:
-        trainer = replica_trainer(start, data.client.get(keys.state))
+        trainer = replica_trainer(start, maybe_bytes(data.client.get(keys.state)))
         exchange = Exchange(client, data, settings, start, trainer, stopping)
         trainer.gradient_fn = exchange
         report = Reporter(data, settings, start, trainer, exchange) if start.replica == 0 else None

@@ -20,6 +20,7 @@ import redis
 
 from worker import keys
 from worker.heartbeat import alive_workers
+from worker.replies import text, texts, transaction
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def dispatch(client: redis.Redis, settings: Settings, send: Send) -> list[str]:
 
 def _pick(client: redis.Redis, settings: Settings) -> str | None:
     """Move the next job from its owner's pending queue to the dispatched set; None if no key may start one."""
-    owners = [o.decode() for o in client.zrange(keys.pending(settings), 0, -1)]  # least recently served first
+    owners = texts(client.zrange(keys.pending(settings), 0, -1))  # least recently served first
     for owner in owners:
         if _in_flight(client, settings, owner) >= settings.max_running_jobs_per_key:
             continue
@@ -96,21 +97,21 @@ def _take_oldest(client: redis.Redis, settings: Settings, owner: str) -> str | N
         if not oldest:
             pipe.zrem(owners, owner)
             return None
-        job_id = oldest[0].decode()
+        job_id = text(oldest[0])
         pipe.zrem(queue, job_id)
         pipe.zadd(keys.dispatched(settings), {job_id: now})
         pipe.zadd(keys.dispatched(settings, owner), {job_id: now})
         pipe.zadd(owners, {owner: now}, xx=True)
         return job_id
 
-    return client.transaction(take, queue, value_from_callable=True)
+    return transaction(client, take, queue)
 
 
 def _resend_stale(client: redis.Redis, settings: Settings, send: Send) -> None:
     """Send again the dispatched jobs that have not started in DISPATCH_TIMEOUT_S."""
     now = time.time()
     for raw in client.zrangebyscore(keys.dispatched(settings), "-inf", now - DISPATCH_TIMEOUT_S):
-        job_id = raw.decode()
+        job_id = text(raw)
         status, owner = client.hmget(keys.JobKeys.of(settings, job_id).record, "status", "owner")
         if status == b"queued":
             log.warning("job %s: dispatched %.0f s ago and not started; sending it again", job_id,
@@ -120,4 +121,4 @@ def _resend_stale(client: redis.Redis, settings: Settings, send: Send) -> None:
         else:  # started, ended or deleted, and still listed
             client.zrem(keys.dispatched(settings), job_id)
             if owner is not None:
-                client.zrem(keys.dispatched(settings, owner.decode()), job_id)
+                client.zrem(keys.dispatched(settings, text(owner)), job_id)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis
 
 from worker import keys
+from worker.replies import hash_reply
 from worker.settings import Settings
 
 BLOCK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -46,7 +47,7 @@ class RedisHistogram:
 
     def read(self, client: redis.Redis) -> tuple[list[tuple[str, int]], float]:
         """Cumulative (upper bound, count) pairs ending with +Inf, and the sum."""
-        raw = {k.decode(): v.decode() for k, v in client.hgetall(self.key).items()}
+        raw = {k.decode(): v.decode() for k, v in hash_reply(client.hgetall(self.key)).items()}
         cumulative, running = [], 0
         for bound in [*map(repr, self.buckets), "+Inf"]:
             running += int(raw.get(bound, 0))

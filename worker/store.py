@@ -7,6 +7,7 @@ queued -> running -> succeeded | failed | cancelled, and queued -> cancelled | f
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 import uuid
@@ -17,6 +18,7 @@ import redis
 
 from worker import keys
 from worker.keys import ACTIVE, FINISHED, STATUSES, JobKeys
+from worker.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from worker.settings import Settings
 from zdl.datasets import dataset_shape
 
@@ -35,9 +37,10 @@ def result_bytes(spec: Mapping[str, Any]) -> int:
     """At most what a job's results take in Redis: weights (.npz of float64), its history (a JSON number of
     about 20 characters per iteration) and its record. Reserved against the owner's quota when it is made."""
     input_size, output_size = dataset_shape(spec["dataset"])
-    hidden = spec["model"]["hidden_size"]
+    hidden: int = spec["model"]["hidden_size"]
     n_params = input_size * hidden + hidden + hidden * output_size + output_size
-    return 8 * n_params + 32 * spec["training"]["iters"] + 8192
+    iters: int = spec["training"]["iters"]
+    return 8 * n_params + 32 * iters + 8192
 
 
 class QuotaExceeded(Exception):
@@ -60,9 +63,9 @@ def decode_record(raw: Mapping[bytes, bytes]) -> Record:
     return record
 
 
-def _encode(fields: Mapping[str, Any]) -> dict[str, str]:
+def _encode(fields: Mapping[str, Any]) -> Fields:
     """Hash values as text; floats with repr so they read back exactly; None fields are skipped."""
-    out = {}
+    out: Fields = {}
     for key, value in fields.items():
         if value is None:
             continue
@@ -123,7 +126,7 @@ class JobStore:
 
         def create_all(pipe: redis.client.Pipeline) -> tuple[list[str], bool]:
             if idem is not None and (existing := pipe.get(idem)) is not None:
-                return [existing.decode()], False
+                return [text(existing)], False
             self._check_quotas(sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
                                int(pipe.get(used) or 0), more_bytes, count=len(specs))
             pipe.multi()
@@ -141,7 +144,7 @@ class JobStore:
             return job_ids, True
 
         watched = [*active, stored, used, *([idem] if idem is not None else [])]
-        return self.client.transaction(create_all, *watched, value_from_callable=True)
+        return transaction(self.client, create_all, *watched)
 
     def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int, count: int = 1) -> None:
         s = self.settings
@@ -166,7 +169,7 @@ class JobStore:
 
     def get(self, job_id: str) -> Record | None:
         raw = self.client.hgetall(self.keys(job_id).record)
-        return decode_record(raw) if raw else None
+        return decode_record(hash_reply(raw)) if raw else None
 
     def list(self, owner: str, status: str | None = None, offset: int = 0,
              limit: int = 20) -> tuple[int, list[Record]]:
@@ -215,7 +218,7 @@ class JobStore:
         }
 
     def weights(self, job_id: str) -> bytes | None:
-        return self.client.get(self.keys(job_id).weights)
+        return maybe_bytes(self.client.get(self.keys(job_id).weights))
 
     # --- status changes ---------------------------------------------------------------------------
 
@@ -230,14 +233,14 @@ class JobStore:
         event = {"type": "status", "status": to, **({"error": fields["error"]} if fields.get("error") else {})}
 
         def move(pipe: redis.client.Pipeline) -> bool:
-            current, created, owner = pipe.hmget(k.record, "status", "created_at", "owner")
+            current, created, owner = map(maybe_bytes, pipe.hmget(k.record, "status", "created_at", "owner"))
             if current is None or current.decode() not in allowed:
                 return False
             pipe.multi()
             pipe.hset(k.record, mapping=_encode({"status": to, **fields}))
             for index in self._status_indexes(owner):
                 pipe.zrem(index(current.decode()), job_id)
-                pipe.zadd(index(to), {job_id: float(created)})  # lists stay in creation order
+                pipe.zadd(index(to), {job_id: float(created or 0)})  # lists stay in creation order
             if current == b"queued" and owner is not None:
                 self._unschedule(pipe, job_id, owner.decode())
             if to in FINISHED:
@@ -248,7 +251,7 @@ class JobStore:
             pipe.publish(k.events, json.dumps(event))
             return True
 
-        return self.client.transaction(move, k.record, value_from_callable=True)
+        return transaction(self.client, move, k.record)
 
     def _unschedule(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> None:
         pipe.zrem(keys.pending(self.settings, owner), job_id)
@@ -294,8 +297,8 @@ class JobStore:
         k = self.keys(job_id)
 
         def remove(pipe: redis.client.Pipeline) -> str:
-            status, idem, owner, reserved = pipe.hmget(k.record, "status", "idempotency_key", "owner",
-                                                       "reserved_bytes")
+            status, idem, owner, reserved = map(maybe_bytes, pipe.hmget(k.record, "status", "idempotency_key",
+                                                                        "owner", "reserved_bytes"))
             if status is None:
                 return "missing"
             if status.decode() not in FINISHED:
@@ -313,23 +316,23 @@ class JobStore:
                     pipe.delete(keys.idempotency(self.settings, owner.decode(), idem.decode()))
             return "deleted"
 
-        return self.client.transaction(remove, k.record, value_from_callable=True)
+        return transaction(self.client, remove, k.record)
 
-    def delete_expired(self, now: float | None = None, limit: int = 100) -> list[str]:
+    def delete_expired(self, now: float | None = None, limit: int = 100) -> builtins.list[str]:
         """Delete up to `limit` finished jobs whose retention time has passed; returns their ids."""
         index = keys.expiring(self.settings)
         due = self.client.zrangebyscore(index, "-inf", time.time() if now is None else now, start=0, num=limit)
         deleted = []
         for member in due:
-            _, _, job_id = member.decode().rpartition(":")
+            _, _, job_id = text(member).rpartition(":")
             if self.delete(job_id) == "deleted":
                 deleted.append(job_id)
-            self.client.zrem(index, member)  # also when the job was deleted meanwhile
+            self.client.zrem(index, as_bytes(member))  # also when the job was deleted meanwhile
         return deleted
 
-    def _status_indexes(self, owner: bytes | None) -> list[Callable[[str | None], str]]:
+    def _status_indexes(self, owner: bytes | None) -> builtins.list[Callable[[str | None], str]]:
         """The index families a job is in: everyone's, and its owner's."""
-        families: list[Callable[[str | None], str]] = [lambda status: keys.jobs_index(self.settings, status)]
+        families: builtins.list[Callable[[str | None], str]] = [lambda status: keys.jobs_index(self.settings, status)]
         if owner is not None:
             families.append(lambda status: keys.owner_index(self.settings, owner.decode(), status))
         return families

@@ -10,6 +10,7 @@ sweeps, so a key never keeps more sweep records than it may keep jobs.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 import uuid
@@ -20,6 +21,7 @@ import redis
 
 from worker import keys
 from worker.keys import FINISHED
+from worker.replies import hash_reply, text, texts
 from worker.store import JobStore, Record, decode_record
 
 _JSON = frozenset({"request", "jobs", "params"})
@@ -69,7 +71,7 @@ class SweepStore:
 
     def get(self, sweep_id: str) -> Record | None:
         raw = self.client.hgetall(keys.sweep(self.settings, sweep_id))
-        return decode_sweep(raw) if raw else None
+        return decode_sweep(hash_reply(raw)) if raw else None
 
     def list(self, owner: str, offset: int = 0, limit: int = 20) -> tuple[int, list[Record]]:
         """The owner's sweeps, newest first: (total, the page)."""
@@ -79,11 +81,11 @@ class SweepStore:
         ids = self.client.zrevrange(index, offset, offset + limit - 1)
         with self.client.pipeline(transaction=False) as pipe:
             for raw_id in ids:
-                pipe.hgetall(keys.sweep(self.settings, raw_id.decode()))
+                pipe.hgetall(keys.sweep(self.settings, text(raw_id)))
             raws = pipe.execute()
         return total, [decode_sweep(raw) for raw in raws if raw]
 
-    def job_records(self, sweep: Record) -> list[Record | None]:
+    def job_records(self, sweep: Record) -> builtins.list[Record | None]:
         """The sweep's job records in the sweep's order; None for a job deleted (or expired) since."""
         with self.client.pipeline(transaction=False) as pipe:
             for job_id in sweep["jobs"]:
@@ -105,10 +107,10 @@ class SweepStore:
         self._forget(sweep["id"], sweep["owner"])
         return "deleted"
 
-    def forget_empty(self, owner: str) -> list[str]:
+    def forget_empty(self, owner: str) -> builtins.list[str]:
         """Drop the owner's sweep records whose jobs are all gone (expired or deleted); returns their ids."""
         index = keys.owner_sweeps(self.settings, owner)
-        ids = [raw.decode() for raw in self.client.zrange(index, 0, -1)]
+        ids = texts(self.client.zrange(index, 0, -1))
         with self.client.pipeline(transaction=False) as pipe:
             for sweep_id in ids:
                 pipe.hget(keys.sweep(self.settings, sweep_id), "jobs")

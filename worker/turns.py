@@ -22,6 +22,7 @@ from worker.gang import QUEUED, GangKeys, ReplicaStart, pack, read_state, state_
 from worker.heartbeat import alive_workers, recently_lost_workers
 from worker.keys import JobKeys
 from worker.recovery import load_checkpoint, rewind_progress
+from worker.replies import as_bytes, hash_reply
 from worker.reporter import StepReporter
 from worker.settings import Settings
 from worker.transfer import StepData
@@ -123,7 +124,7 @@ class GangRun:
                     self._abandon(keys)
                     return False
                 continue
-            header, values = unpack(item[1])
+            header, values = unpack(as_bytes(item[1]))
             if "error" in header:
                 raise BlockFailed(header["error"])
             if "state" in header:
@@ -152,7 +153,7 @@ class GangRun:
 
     def _lost(self, keys: GangKeys) -> bool:
         """Whether the turn has lost a replica (then it is abandoned: replicas see `abort` and stop)."""
-        listed = {int(r): v.decode() for r, v in self.data.client.hgetall(keys.loops).items()}
+        listed = {int(r): v.decode() for r, v in hash_reply(self.data.client.hgetall(keys.loops)).items()}
         alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
         patience = self.settings.block_timeout_s
         if recently_lost_workers(self.client, self.settings, self.settings.blocks_queue):
