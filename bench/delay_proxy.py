@@ -3,7 +3,7 @@ emulated on one (this kernel has no netem).
 
     proxy = DelayProxy(upstream_port, delay_s=0.0005)   # 0.5 ms each way: 1 ms more per round trip
     proxy.start()                                        # in a thread of its own; proxy.port is where to connect
-    ...; proxy.counters()                                # bytes and writes in each direction so far
+    ...; proxy.counters()                                # bytes, chunks and round trips so far
     proxy.stop()
 
 Data keeps its order in each direction; every chunk is forwarded `delay_s` after it arrived, so a request
@@ -27,6 +27,9 @@ class Counters:
     up_writes: int = 0
     down_bytes: int = 0
     down_writes: int = 0
+    #: requests that waited for a reply: data to the server after data from it (or first) on a connection.
+    #: A pipeline of commands, or a request larger than one chunk, is one round trip.
+    round_trips: int = 0
 
 
 class DelayProxy:
@@ -70,10 +73,12 @@ class DelayProxy:
         except OSError:
             client_writer.close()
             return
-        await asyncio.gather(self._pump(client_reader, server_writer, up=True),
-                             self._pump(server_reader, client_writer, up=False), return_exceptions=True)
+        last_up = [False]  # the direction of this connection's latest chunk
+        await asyncio.gather(self._pump(client_reader, server_writer, True, last_up),
+                             self._pump(server_reader, client_writer, False, last_up), return_exceptions=True)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool,
+                    last_up: list[bool]) -> None:
         """Forward `reader` to `writer`, each chunk `delay_s` after it arrived, in order."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -96,9 +101,11 @@ class DelayProxy:
                     if up:
                         self._counters.up_bytes += len(chunk)
                         self._counters.up_writes += 1
+                        self._counters.round_trips += 0 if last_up[0] else 1
                     else:
                         self._counters.down_bytes += len(chunk)
                         self._counters.down_writes += 1
+                    last_up[0] = up
                 queue.put_nowait((time.monotonic(), chunk))
         finally:
             queue.put_nowait((time.monotonic(), b""))

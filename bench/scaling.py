@@ -4,20 +4,23 @@ A job whose step fits one block group per worker runs as a gang (worker/gang.py)
 block worker, each computing 1/G of the gradient and exchanging its part with the others through the step
 Redis. The model of one step on G workers, with a one-way latency d between the workers and Redis:
 
-    T(G, d) = C / G + f + [G > 1] (x0 + G b(G) / S) + 2 d r(G)
+    T(G, d) = C / G + f + [G > 1] x(G) + 2 d r(G)
 
     C     the gradient's compute on one core (measured: a gang of one's gradient time per step)
     f     the rest of a step on a replica: update, loss, per-epoch evaluation, reports (T(1, 0) - C)
-    b(G)  the bytes a replica sends and receives per step: its part to each of the G - 1 others and theirs
-          to it, 2 (G - 1) / G of the parameters as float64
-    S     the step Redis's throughput (measured here), which relays every replica's bytes: G b(G) a step
-    x0    the exchange's fixed cost (fitted: T(2, 0) - C/2 - f - 2 b(2) / S)
-    r(G)  round trips a replica waits for per step: the push of its part, the blocking pop of the first part
-          to arrive and one pop of the rest (G >= 2), plus replica 0's few amortized checks and reports;
-          counted here as the writes per replica and step that cross the proxy
+    x(G)  the exchange: x1 + B(G) / S, with B(G) = 2 (G - 1) 8P the bytes the step Redis relays per step (each
+          replica's part of P/G float64 parameters written to G - 1 inboxes and read from them), S the rate at
+          which one Redis relays bytes and x1 its fixed cost (both measured uncontended, by one client pushing
+          and popping parts as a replica does); Redis is single-threaded, so every replica waits for B(G) / S
+    r(G)  round trips a replica waits for per step (counted at the proxies: requests sent after a reply):
+          the push of its part, the blocking pop of the first part to arrive, one pop of the rest (G > 2),
+          and replica 0's amortized checks and reports
 
 The runs' block workers reach both Redis servers through `bench/delay_proxy.py`, adding d = 0.1, 0.5 and 2
-ms each way; the predictions for G = 1, 2 use only the runs at d = 0 and the model.
+ms each way; the prediction for each d uses only the run at d = 0 and the round trips counted there:
+T(G, d) = T(G, 0) + 2 d r(G). On one machine the G = 2 run also pays for sharing its cores with Redis, the
+proxies and the coordinator; the bench prints that share (the measured T(2, 0) minus the model's) and leaves
+it out of the prediction for G machines, each with its own cores.
 
     python bench/scaling.py [--data-dir DIR] [--iters 300] [--delays-ms 0,0.1,0.5,2] [--gbits 10]
 """
@@ -96,27 +99,39 @@ def measure(args: argparse.Namespace, env: dict[str, str], delay_s: float) -> di
                     after = [p.counters() for p in proxies]
                     pairs = list(zip(after, before, strict=True))
                     moved = sum(a.up_bytes + a.down_bytes - b.up_bytes - b.down_bytes for a, b in pairs)
-                    writes = sum(a.up_writes - b.up_writes for a, b in pairs)
+                    trips = sum(a.round_trips - b.round_trips for a, b in pairs)
                     results[(name, groups)] = {"ms": step_ms(job), "kb": moved / args.iters / 1000,
-                                               "writes": writes / args.iters,
+                                               "trips": trips / args.iters / groups,
                                                "compute_ms": 1000 * job["timings"]["gradient_s"] / args.iters}
-            results["redis_bytes_s"] = redis_throughput(cluster.settings.step_url)
+            if delay_s == 0:
+                results["exchange"] = {name: exchange_cost(cluster.settings.step_url, n_params(hidden))
+                                       for name, (_, hidden) in CONFIGS.items()}
         for proxy in proxies:
             proxy.stop()
     return results
 
 
-def redis_throughput(url: str, megabytes: int = 64) -> float:
-    """Bytes per second the Redis at `url` relays: SET then GET of 1 MB values, as the exchange's pushes and
-    pops of parts are (half of the time each way)."""
-    value = os.urandom(1 << 20)
+def exchange_cost(url: str, params: int, repeats: int = 200) -> tuple[float, float]:
+    """(x1 in ms, S in bytes/s) of the step Redis at `url`, uncontended: one client pushes a part of half
+    the parameters to an inbox and pops it, as a replica of a gang of 2 does each step, then the same with
+    a part 1/16 as large; the fixed cost and the rate come from the two sizes."""
+    times = {}
     with redis.Redis.from_url(url) as client:
-        began = time.perf_counter()
-        for _ in range(megabytes):
-            client.set("bench:throughput", value)
-            client.get("bench:throughput")
-        client.delete("bench:throughput")
-    return 2 * megabytes * len(value) / (time.perf_counter() - began)
+        for size in (params // 2, params // 32):
+            part = os.urandom(8 * size)
+            began = time.perf_counter()
+            for _ in range(repeats):
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.rpush("bench:inbox", part)
+                    pipe.expire("bench:inbox", 60)
+                    pipe.execute()
+                client.blpop(["bench:inbox"], timeout=1)
+            times[size] = (time.perf_counter() - began) / repeats
+        client.delete("bench:inbox")
+    big, small = params // 2, params // 32
+    rate = 2 * 8 * (big - small) / max(times[big] - times[small], 1e-9)  # each part is written and read
+    fixed = times[small] - 2 * 8 * small / rate
+    return 1000 * max(fixed, 0.0), rate
 
 
 def main() -> None:
@@ -134,31 +149,37 @@ def main() -> None:
     measured = {d: measure(args, env, d) for d in delays}
     base = measured[delays[0]]
     for name, (_, hidden) in CONFIGS.items():
-        b2 = 2 * 8 * n_params(hidden) / 2  # b(G) at G = 2
+        params = n_params(hidden)
+        fixed, rate = base["exchange"][name]
         compute, one, two = base[(name, 1)]["compute_ms"], base[(name, 1)]["ms"], base[(name, 2)]["ms"]
         rest = one - compute
-        throughput = base["redis_bytes_s"]
-        fixed = max(two - compute / 2 - rest - 1000 * 2 * b2 / throughput, 0.0)
-        out(f"\n{name} (784-{hidden}-10, batch 100): C = {compute:.2f} ms, f = {rest:.2f} ms, x0 = {fixed:.2f} ms, "
-            f"S = {throughput / 1e9:.2f} GB/s (step Redis, loopback)")
-        out("  d (ms)   G   measured   predicted   r (writes/replica/step)   kB/step at the proxies")
+
+        def exchange_ms(machines: int, fixed: float = fixed, rate: float = rate, params: int = params) -> float:
+            return fixed + 1000 * 2 * (machines - 1) * 8 * params / rate if machines > 1 else 0.0
+
+        shared = two - (compute / 2 + rest + exchange_ms(2))
+        out(f"\n{name} (784-{hidden}-10, batch 100, P = {params} parameters): C = {compute:.2f} ms, "
+            f"f = {rest:.2f} ms; step Redis uncontended: x1 = {fixed:.2f} ms, S = {rate / 1e9:.2f} GB/s; "
+            f"x(2) = {exchange_ms(2):.2f} ms; cores shared on this machine at G = 2: {shared:.2f} ms a step")
+        out("  d (ms)   G   measured   predicted   r (round trips/replica/step)   kB/step at the proxies")
         for d in delays:
             for groups in (1, 2):
                 row = measured[d][(name, groups)]
-                rounds = base[(name, groups)]["writes"] / groups
-                predicted = base[(name, groups)]["ms"] + 2 * rounds * d * 1000
-                out(f"  {1000 * d:6.1f}  {groups:2d}   {row['ms']:7.2f}     {predicted:7.2f}      {rounds:6.2f}"
-                    f"                 {row['kb']:8.0f}")
-        rounds = base[(name, 2)]["writes"] / 2 + 1  # one more pop, of the rest of the parts
-        net = min(throughput, args.gbits * 1e9 / 8)
-        out(f"  predicted on G machines (d = {args.lan_delay_ms} ms, the step Redis on a {args.gbits:g} Gbit/s host, "
-            f"r = {rounds:.1f}):")
+                trips = base[(name, groups)]["trips"]
+                predicted = base[(name, groups)]["ms"] + 2 * trips * d * 1000
+                out(f"  {1000 * d:6.1f}  {groups:2d}   {row['ms']:7.2f}     {predicted:7.2f}      {trips:6.2f}"
+                    f"                      {row['kb']:8.0f}")
+        trips = base[(name, 2)]["trips"] + 1  # one more pop, of the rest of the parts, for G > 2
+        net = min(rate, args.gbits * 1e9 / 8)
+        out(f"  predicted on G machines (d = {args.lan_delay_ms} ms, r = {trips:.1f}, the step Redis relaying at "
+            f"{net / 1e9:.2f} GB/s):")
         for machines in (1, 2, 4, 8, 16):
-            moved = 2 * 8 * n_params(hidden) * (machines - 1) / machines
-            exchange = (fixed + 1000 * machines * moved / net) if machines > 1 else 0.0
-            predicted = compute / machines + rest + exchange + 2 * rounds * args.lan_delay_ms * (machines > 1)
-            out(f"    G = {machines:2d}: {predicted:7.2f} ms per step, {one / predicted:4.1f}x one worker "
-                f"({moved / 1e6:.2f} MB per replica and {machines * moved / 1e6:.1f} MB through the step Redis)")
+            relayed = 2 * (machines - 1) * 8 * params
+            exchange = fixed + 1000 * relayed / net if machines > 1 else 0.0
+            predicted = compute / machines + rest + exchange + 2 * trips * args.lan_delay_ms * (machines > 1)
+            out(f"    G = {machines:2d}: {predicted:7.2f} ms per step, {one / predicted:4.2f}x one worker "
+                f"(compute {compute / machines:.2f}, exchange {exchange:.2f}; {relayed / 1e6:.1f} MB through the "
+                "step Redis)")
 
 
 if __name__ == "__main__":

@@ -169,6 +169,9 @@ def book_run(api: httpx.Client, data_dir: Path, iters: int, env: dict[str, str],
     served = load_weights(api.get(job["links"]["weights"]).raise_for_status().content).params
     local = load_weights(local_out / "weights.npz").params
     row("(b) weights bit-identical to the local run", str(all(np.array_equal(served[k], local[k]) for k in local)))
+    one = run_job(api, {**book_job(iters), "gradient": {"method": "numerical", "blocks": 1}})
+    row(f"(b) service, one replica (blocks 1), {iters} iterations", f"{job_seconds(one):.1f} s, "
+        f"{job_seconds(one) / min(local_wall.values()):.2f}x the faster local run")
 
 
 def core_scaling(settings: Settings, env: dict[str, str], work: Path, iters: int) -> None:

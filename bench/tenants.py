@@ -137,9 +137,12 @@ def main() -> None:
             heavy = [a.post("/v1/jobs", json=heaviest).raise_for_status().json()]
             heavy += [a.post("/v1/jobs", json=job_body(10_000, hidden=300, batch=1000)).raise_for_status().json()
                       for _ in range(settings.max_running_jobs_per_key + 1)]
+            running = settings.max_running_jobs_per_key
+            started = [wait(a, j["id"], until=("running", *FINISHED))["status"] for j in heavy[:running]]
+            statuses = [a.get(f"/v1/jobs/{j['id']}").json()["status"] for j in heavy]
             out(f"(b) key A: {len(heavy)} jobs (the heaviest admitted, {heavy[0]['estimate']['core_seconds']:.0f} "
-                f"core-s, and 784-300-10 batch 1000); running: "
-                f"{sum(wait(a, j['id'], until=('running', *FINISHED))['status'] == 'running' for j in heavy)}")
+                f"core-s, and 784-300-10 batch 1000); {started.count('running')} running, the rest "
+                f"{', '.join(statuses[running:])}")
             time.sleep(3)  # A's block groups fill both workers
             first, wall, job = timed_run(b, book)
             out(f"    key B's book run meanwhile: first iteration after {first:.2f} s (target <= 5 s), done in "
