@@ -103,9 +103,8 @@ def measure(args: argparse.Namespace, env: dict[str, str], delay_s: float) -> di
                     results[(name, groups)] = {"ms": step_ms(job), "kb": moved / args.iters / 1000,
                                                "trips": trips / args.iters / groups,
                                                "compute_ms": 1000 * job["timings"]["gradient_s"] / args.iters}
-            if delay_s == 0:
-                results["exchange"] = {name: exchange_cost(cluster.settings.step_url, n_params(hidden))
-                                       for name, (_, hidden) in CONFIGS.items()}
+            results["exchange"] = {name: exchange_cost(cluster.settings.step_url, n_params(hidden))
+                                   for name, (_, hidden) in CONFIGS.items()}
         for proxy in proxies:
             proxy.stop()
     return results
