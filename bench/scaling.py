@@ -41,6 +41,7 @@ import httpx
 import redis
 from delay_proxy import DelayProxy  # bench/, the script's own directory
 from pydantic import SecretStr
+from service import run_job  # bench/service.py: submit, poll, fail loudly
 
 from worker.cluster import LocalCluster
 from worker.redis_auth import APP_USER
@@ -62,13 +63,7 @@ def n_params(hidden: int) -> int:
 def run(api: httpx.Client, dataset: str, hidden: int, iters: int, groups: int) -> dict[str, Any]:
     body = {"dataset": dataset, "model": {"hidden_size": hidden}, "training": {"iters": iters, "batch_size": 100},
             "gradient": {"method": "numerical", "blocks": groups}}
-    job = api.post("/v1/jobs", json=body).raise_for_status().json()
-    while job["status"] not in ("succeeded", "failed", "cancelled"):
-        time.sleep(0.2)
-        job = api.get(job["links"]["self"]).raise_for_status().json()
-    if job["status"] != "succeeded":
-        raise RuntimeError(f"job {job['status']}: {job.get('error')}")
-    return job
+    return run_job(api, body)
 
 
 def step_ms(job: dict[str, Any]) -> float:
