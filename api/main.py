@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from api import errors
 from api.limits import BodySizeLimit
 from api.routes import docs, health, jobs, metrics, pages, plots, sweeps
 from worker import celery_app
+from worker.plan import machine_speed_of
 from worker.settings import Settings, get_settings
 
 #: A command that fails on a broken connection (e.g. pooled before Redis restarted) is sent again on a new one
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.redis_url, socket_connect_timeout=5, retry=redis.asyncio.retry.Retry(BACKOFF, RETRIES))
         app.state.step_redis = redis.Redis.from_url(settings.step_redis_url, socket_connect_timeout=2,
                                                     socket_timeout=5, retry=retry) if settings.step_redis_url else None
+        await asyncio.to_thread(machine_speed_of, settings)  # measured now, not in the first job's request
         gc.freeze()  # start-up objects (FastAPI, pydantic, numpy, matplotlib) are never scanned by the collector
         yield
         app.state.redis.close()

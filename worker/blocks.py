@@ -22,7 +22,7 @@ from worker.errors import GroupCancelled, GroupHandedBack
 from worker.keys import StepKeys
 from worker.settings import Settings
 from worker.transfer import ArrayRef, StepData
-from zdl.engine import Block, block_groups, blocks_gradient
+from zdl.engine import Block, BlockGroup, block_groups
 from zdl.nets import PARAM_NAMES
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ class BlockRequest:
     def blocks(self) -> tuple[Block, ...]:
         return group_blocks(tuple(self.shapes.items()), self.n_groups, self.group)
 
+    @property
+    def prepared(self) -> BlockGroup:
+        return prepared_group(tuple(self.shapes.items()), self.n_groups, self.group)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id, "step": self.step, "group": self.group, "n_groups": self.n_groups,
@@ -92,6 +96,13 @@ def group_blocks(shapes: ShapeItems, n_groups: int, group: int) -> tuple[Block, 
     return groups[group]
 
 
+@lru_cache(maxsize=64)
+def prepared_group(shapes: ShapeItems, n_groups: int, group: int) -> BlockGroup:
+    """The group's blocks checked and planned once (`zdl.engine.BlockGroup`): a worker computes the same
+    group of a job step after step, and planning its ~800 blocks every time would cost a millisecond."""
+    return BlockGroup(group_blocks(shapes, n_groups, group), dict(shapes))
+
+
 def compute_group(data: StepData, settings: Settings, request: BlockRequest, worker: str,
                   check: Callable[[], object] | None = None) -> float | None:
     """Compute the request's blocks and notify the coordinator; returns compute seconds (None if skipped).
@@ -118,8 +129,8 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
     notice: dict[str, Any] = {"group": request.group, "worker": worker}
     began = time.perf_counter()
     try:
-        values = np.concatenate(blocks_gradient(request.blocks, params, x, t, request.method,
-                                                threads=settings.block_threads, check=check))
+        values = request.prepared.gradient(params, x, t, request.method, threads=settings.block_threads,
+                                           check=check)
     except (GroupCancelled, GroupHandedBack):
         raise  # the caller's check interrupted the group: not a failure of it
     except Exception as exc:

@@ -21,6 +21,7 @@ Keys of one turn (step Redis, expiring), under `<p>:gang:<job>:<run>.<turn>`:
     :progress   list    replica 0's reports to the coordinator: steps, checkpoint states, the end
     :loops      hash    replica -> "queued:<unix time>" until it starts, then its worker
     :abort      string  set by the coordinator when it abandons the turn
+    :shm        hash    the replicas' handshake for parts through shared memory (worker/shared_parts.py)
 """
 
 from __future__ import annotations
@@ -70,8 +71,12 @@ class GangKeys:
     def abort(self) -> str:
         return f"{self.prefix}:abort"
 
+    @property
+    def shm(self) -> str:
+        return f"{self.prefix}:shm"
+
     def all(self, replicas: int) -> list[str]:
-        return [self.state, self.progress, self.loops, self.abort, *(self.inbox(r) for r in range(replicas))]
+        return [self.state, self.progress, self.loops, self.abort, self.shm, *(self.inbox(r) for r in range(replicas))]
 
 
 @dataclass(frozen=True)

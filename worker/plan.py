@@ -1,10 +1,11 @@
 """What a job will cost the cluster, planned from `zdl.engine.cost` before it runs: the API refuses what it
 cannot finish, shows the estimate, and the coordinator cuts each step into groups from the same plan.
 
-A step is cut into enough block groups that each takes about `block_group_target_s` of one core, so block
-workers switch between jobs (and see a cancel) that often, whatever the job's size; the bits do not
-depend on the grouping. A job is refused when one group would not fit a worker's memory, when its total
-compute is over `max_job_core_hours`, or when even `max_blocks` groups would each be too long to take turns.
+Estimates are in this machine's core-seconds (`zdl.engine.speed`). A step is cut into enough block groups
+that each takes about `block_group_target_s` of one core, so block workers switch between jobs (and see a
+cancel) that often, whatever the job's size; the bits do not depend on the grouping. A job is refused
+when one group would not fit a worker's memory, when its total compute is over `max_job_core_hours`, or
+when even `max_blocks` groups would each be too long to take turns.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from worker.settings import Settings
 from zdl.datasets import PUBLISHED_SIZES, dataset_shape
-from zdl.engine.cost import iteration_cost
+from zdl.engine.cost import MachineSpeed, iteration_cost
 
 #: Resident memory of an idle block worker (Celery, NumPy, Numba and the compiled kernels), measured on the
 #: project's VM; a group's own memory comes on top of it.
@@ -52,7 +53,8 @@ def plan(spec: Mapping[str, Any], settings: Settings, live_block_workers: int) -
     model, training, method = spec["model"], spec["training"], spec["gradient"]["method"]
     dataset, hidden, batch, iters = spec["dataset"], model["hidden_size"], training["batch_size"], training["iters"]
     inputs, outputs = dataset_shape(dataset)
-    one_group = iteration_cost(inputs, hidden, outputs, batch, method, dataset)
+    speed = machine_speed_of(settings)
+    one_group = iteration_cost(inputs, hidden, outputs, batch, method, dataset, speed=speed)
     groups = 0
     cost = one_group
     if method != "backprop":
@@ -60,7 +62,7 @@ def plan(spec: Mapping[str, Any], settings: Settings, live_block_workers: int) -
         wanted = max(live_block_workers, 1) if requested == "auto" else int(requested)
         needed = math.ceil(one_group.compute_core_seconds / settings.block_group_target_s)
         groups = max(1, min(max(wanted, needed), settings.max_blocks))
-        cost = iteration_cost(inputs, hidden, outputs, batch, method, dataset, n_groups=groups)
+        cost = iteration_cost(inputs, hidden, outputs, batch, method, dataset, n_groups=groups, speed=speed)
     train_size, test_size = PUBLISHED_SIZES[dataset]
     evaluations = math.ceil(iters / max(train_size / batch, 1))
     total = iters * cost.compute_core_seconds + \
@@ -68,6 +70,16 @@ def plan(spec: Mapping[str, Any], settings: Settings, live_block_workers: int) -
     parallel = max(1, min(max(live_block_workers, 1) * settings.block_threads, max(groups, 1)))
     memory = WORKER_BASELINE_MB + cost.group_memory_bytes / 2**20
     return JobPlan(groups, cost.compute_core_seconds, total, memory, parallel)
+
+
+def machine_speed_of(settings: Settings) -> MachineSpeed:
+    """The settings' `machine_speed` (for every kind of work), else this machine's as measured (once per
+    process)."""
+    if settings.machine_speed is not None:
+        return MachineSpeed(settings.machine_speed, settings.machine_speed)
+    from zdl.engine.speed import machine_speed
+
+    return machine_speed()
 
 
 def refusal(job: JobPlan, spec: Mapping[str, Any], settings: Settings) -> tuple[tuple[str, ...], str] | None:

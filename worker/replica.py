@@ -12,16 +12,17 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 
-from worker.blocks import all_groups
+from worker.blocks import all_groups, prepared_group
 from worker.coordinator import gather_layout
 from worker.gang import ReplicaStart, pack, read_state, state_fields, unpack
 from worker.keys import JobKeys
 from worker.replies import maybe_bytes
 from worker.settings import Settings
+from worker.shared_parts import SharedParts
 from worker.specs import train_config
 from worker.transfer import StepData
 from zdl.datasets import dataset_shape, load_mnist
-from zdl.engine import blocks_gradient, param_shapes
+from zdl.engine import param_shapes
 from zdl.history import History
 from zdl.train import Progress, Trainer
 
@@ -52,6 +53,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         log.info("job %s turn %d: replica %d is no longer wanted", start.job_id, start.turn, start.replica)
         return 0
     steps = 0
+    exchange: Exchange | None = None
     try:
         trainer = replica_trainer(start, maybe_bytes(data.client.get(keys.state)))
         exchange = Exchange(client, data, settings, start, trainer, stopping)
@@ -72,6 +74,9 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
     except Exception as exc:  # it would fail again: the job ends, saying why
         log.exception("job %s turn %d: replica %d failed", start.job_id, start.turn, start.replica)
         _fail(data, settings, start, exc)
+    finally:
+        if exchange is not None:
+            exchange.close()
     return steps
 
 
@@ -114,10 +119,11 @@ class Exchange:
         self.client, self.data, self.settings, self.start, self.trainer = client, data, settings, start, trainer
         self.stopping = stopping
         shapes = param_shapes(trainer.net.params)
-        groups = all_groups(tuple((name, tuple(shape)) for name, shape in shapes.items()), start.replicas)
+        shape_items = tuple((name, tuple(shape)) for name, shape in shapes.items())
+        groups = all_groups(shape_items, start.replicas)
         if len(groups) != start.replicas:
             raise ValueError(f"a gang of {start.replicas} needs as many block groups, got {len(groups)}")
-        self.blocks = groups[start.replica]
+        self.group = prepared_group(shape_items, start.replicas, start.replica)
         _, self.sizes, self.gather = gather_layout(shapes, start.replicas)
         self.method = str(start.spec["gradient"]["method"])
         self.turn = Turn(client, data, settings, start) if start.replica == 0 else None
@@ -125,16 +131,23 @@ class Exchange:
         self.last = False
         self.block_seconds: list[float] = []  # each replica's compute time of the last step
         self.overhead_s = 0.0  # the last step's gradient wall time minus the slowest replica's compute
+        self._next_abort_look = time.monotonic() + settings.block_poll_s
+        self.shared: SharedParts | None = None
+        if start.replicas > 1 and settings.gang_shared_memory:
+            self.shared = SharedParts.connect(data, start.keys, self.sizes, start.replica, settings.step_key_ttl_s,
+                                              self._check_abandoned)
 
     def __call__(self, params: dict[str, NDArray[Any]], x: NDArray[Any], t: NDArray[Any]) -> dict[str, NDArray[Any]]:
         began = time.perf_counter()
         step = self.trainer.step_index
-        own = np.concatenate(blocks_gradient(self.blocks, params, x, t, self.method,
-                                             threads=self.settings.block_threads))
+        own = self.group.gradient(params, x, t, self.method, threads=self.settings.block_threads)
         computed = time.perf_counter() - began
         last = self.turn.over(self.stopping) if self.turn is not None else False
         parts = {self.start.replica: (computed, own)}
-        if self.start.replicas > 1:
+        if self.shared is not None:
+            self.shared.send(step, own, computed, last)
+            last = self.shared.receive(step, parts, self._check_abandoned) or last
+        elif self.start.replicas > 1:
             self._send(step, own, computed, last)
             last = self._receive(step, parts) or last
         self.last = last
@@ -143,6 +156,22 @@ class Exchange:
         grads = {name: values[index] for name, index in self.gather.items()}
         self.overhead_s = max(time.perf_counter() - began - max(self.block_seconds), 0.0)
         return grads
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
+
+    def _check_abandoned(self) -> None:
+        """While waiting for the others' parts: stop if this worker is stopping or (looked at every
+        `block_poll_s`) the coordinator abandoned the turn."""
+        if self.stopping():
+            raise TurnAbandoned()
+        now = time.monotonic()
+        if now >= self._next_abort_look:
+            self._next_abort_look = now + self.settings.block_poll_s
+            if self.data.client.exists(self.start.keys.abort):
+                raise TurnAbandoned()
 
     def _send(self, step: int, own: NDArray[np.float64], computed: float, last: bool) -> None:
         payload = pack({"step": step, "replica": self.start.replica, "last": last, "compute_s": computed}, own)

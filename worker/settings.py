@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     #: Cores one block worker uses for one block group (the engine's threads; the bits do not depend on it).
     #: 1: run one block worker per core; N: one block worker per machine of N cores.
     block_threads: int = Field(default=1, ge=1, le=256)
+    #: Gang replicas on one machine exchange their gradient parts through shared memory (found by trying,
+    #: see worker/shared_parts.py); false: always through the step Redis.
+    gang_shared_memory: bool = True
+    #: This machine's time for the engine's work over the cost model's reference machine (1.0: as fast),
+    #: applied to every estimate and limit of compute; unset: measured once per process (about 50 ms, at
+    #: the API's start) by `zdl.engine.speed.machine_speed`.
+    machine_speed: float | None = Field(default=None, gt=0)
     #: Target compute of one block group: a step that costs more is cut into more groups, so workers take
     #: turns between jobs at least this often and a cancel is seen within it.
     block_group_target_s: float = Field(default=0.25, gt=0)
@@ -154,7 +161,7 @@ class Settings(BaseSettings):
         values = self.model_dump()
         for name in ("api_keys", "admin_keys", "secret_key"):
             values[name] = getattr(self, name).get_secret_value()
-        return {f"ZDL_{name.upper()}": str(value) for name, value in values.items()}
+        return {f"ZDL_{name.upper()}": str(value) for name, value in values.items() if value is not None}
 
     def key(self, *parts: object) -> str:
         """A Redis key under this deployment's prefix: key("job", id) -> "zdl:job:<id>"."""

@@ -87,10 +87,11 @@ def service_env(service_root: Path, data_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def fast_settings() -> Settings:
     """Short heartbeats and polls, so lost-worker checks and scaling take fractions of a second; two API keys;
-    room for the load test's 20 jobs at once."""
+    room for the load test's 20 jobs at once; plans in the cost model's reference core-seconds (machine speed
+    1), so that how a job is cut into groups does not depend on the machine the tests run on."""
     return Settings(heartbeat_interval_s=0.3, heartbeat_ttl_s=1.5, block_poll_s=0.25, progress_interval_s=0.02,
                     api_keys=f"{API_KEY},{OTHER_KEY}", secret_key=SECRET_KEY, max_active_jobs_per_key=40,
-                    max_running_jobs_per_key=4)
+                    max_running_jobs_per_key=4, machine_speed=1.0)
 
 
 @pytest.fixture(scope="session")

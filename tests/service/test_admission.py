@@ -65,3 +65,23 @@ def test_a_group_too_large_for_a_worker_is_refused(app_client) -> None:
     error = response.json()["errors"][0]
     assert error["field"] == "training.batch_size" and "ZDL_WORKER_MEMORY_MB" in error["message"]
     assert client.post("/v1/jobs", json=body(iters=100)).status_code == 201  # the book's size fits in 200 MB
+
+
+def test_estimates_are_in_this_machines_core_seconds(app_client) -> None:
+    """Unpinned, the API measures the machine's speed at its start (zdl.engine.speed) and scales the cost
+    model's reference core-seconds by it: kernel work by one factor, BLAS work (evaluations, backprop) by
+    the other, so each estimate lies between the reference's times the two factors."""
+    from zdl.engine.speed import machine_speed
+
+    speed = machine_speed()
+    low, high = sorted((speed.kernel, speed.blas))
+    reference, measured = app_client(machine_speed=1.0), app_client(machine_speed=None)
+    for method in ("numerical", "numerical-reference", "backprop"):
+        spec = body(method, iters=10)
+        at_one = reference.post("/v1/jobs", json=spec).json()["estimate"]["core_seconds"]
+        here = measured.post("/v1/jobs", json=spec).json()["estimate"]["core_seconds"]
+        assert at_one * low * (1 - 1e-9) <= here <= at_one * high * (1 + 1e-9), (method, at_one, here, speed)
+        assert here != at_one  # measured factors are never exactly the reference machine's 1
+    pinned = app_client(machine_speed=3.0).post("/v1/jobs", json=body(iters=10)).json()["estimate"]["core_seconds"]
+    assert pinned == pytest.approx(3.0 * reference.post("/v1/jobs", json=body(iters=10)).json()["estimate"][
+        "core_seconds"], rel=1e-9)

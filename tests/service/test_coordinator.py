@@ -131,7 +131,7 @@ def test_an_unexpected_error_in_a_block_loop_fails_the_step_at_once(cluster, ste
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in the engine at /home/someone/secret/path.py")
 
-    monkeypatch.setattr(blocks, "blocks_gradient", broken)
+    monkeypatch.setattr(blocks.BlockGroup, "gradient", broken)
     client = redis.Redis.from_url(cluster.settings.redis_url)
     data = step_data(cluster.settings)
     loops: list[threading.Thread] = []

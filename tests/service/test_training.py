@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 
 from worker.cluster import LocalCluster
 from zdl.io import load_weights
@@ -37,13 +38,18 @@ def assert_bit_identical(served: dict[str, np.ndarray], local: dict[str, np.ndar
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_weights_bit_identical_to_local_run(workers: int, blocks, submit, wait_for, api, local_data) -> None:
+def test_weights_bit_identical_to_local_run(workers: int, blocks, submit, wait_for, api, local_data,
+                                            cluster: LocalCluster) -> None:
     blocks(workers)
     job = wait_for(submit()["id"])
     assert job["status"] == "succeeded", job
     assert job["blocks"] == workers  # "auto": one group per live block worker
     assert job["progress"]["iteration"] == job["progress"]["total"] == 30
     assert_bit_identical(served_weights(api, job), local_weights(local_data, job))
+    if workers == 2:  # a gang of 2 replicas on this one machine: its parts went through shared memory
+        steps = redis.Redis.from_url(cluster.settings.step_url)
+        handshakes = list(steps.scan_iter(f"{cluster.settings.key_prefix}:gang:{job['id']}:*:shm"))
+        assert handshakes and all(steps.hget(key, "r1") == b"1" for key in handshakes)
 
 
 def test_more_groups_than_workers(submit, wait_for, api, local_data) -> None:

@@ -1,7 +1,7 @@
 """The numerical-gradient engine: parameter blocks, three gradient methods, local parallel execution."""
 
 from zdl.engine.blocks import PARAM_NAMES, Block, assemble, block_groups, param_shapes, partition
-from zdl.engine.compute import METHODS, block_gradient, blocks_gradient, gradient
+from zdl.engine.compute import METHODS, BlockGroup, block_gradient, blocks_gradient, gradient
 from zdl.engine.cost import IterationCost, iteration_cost
 from zdl.engine.kernel import kernel_name, warm_up
 
@@ -10,6 +10,7 @@ __all__ = [
     "IterationCost",
     "PARAM_NAMES",
     "Block",
+    "BlockGroup",
     "assemble",
     "block_gradient",
     "block_groups",

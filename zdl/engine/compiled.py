@@ -8,7 +8,7 @@ its samples in ascending order, so the bits depend neither on the thread count n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -23,7 +23,7 @@ from zdl.engine._logits_numba import logit_accumulate
 from zdl.engine.blocks import Block
 from zdl.engine.budget import Check, samples_per_chunk
 from zdl.engine.inputs import Params
-from zdl.engine.pieces import UnitRangeWork, hidden_blocks_gradient
+from zdl.engine.pieces import GroupLayout, UnitRangeWork
 from zdl.gradient import H
 
 
@@ -50,6 +50,15 @@ def _split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
+#: Multiply-adds (or pair-unit terms) below which a call stays on one thread: handing it to the pool costs
+#: more than the thread saves (a forward pass of the book's batch, ~4 million, is faster on one thread).
+MIN_THREADED_WORK = 20_000_000
+
+
+def _threads_for(work: int, threads: int) -> int:
+    return threads if work >= MIN_THREADED_WORK else 1
+
+
 def _run(kernel: Callable[..., object], calls: list[tuple[object, ...]], threads: int) -> None:
     """kernel(*args) for each args in `calls`, on `threads` threads when there is more than one."""
     if threads <= 1 or len(calls) <= 1:
@@ -65,6 +74,7 @@ def forward(params: Params, x: NDArray[np.float64], labels: NDArray[np.intp], th
     z1, e = np.empty((batch, hidden)), np.empty((batch, classes))
     s, e_t = np.empty(batch), np.empty(batch)
     w1, b1, w2, b2 = (params[k] for k in ("W1", "b1", "W2", "b2"))
+    threads = _threads_for(batch * (input_size * hidden + hidden * classes), threads)
     step = samples_per_chunk(input_size * hidden + hidden * classes, budget.FORWARD_MULTIPLY_ADDS * max(1, threads))
     for lo in range(0, batch, step):
         chunk = _split(lo, min(lo + step, batch), threads)
@@ -80,7 +90,9 @@ def hidden_rows_gradient(
     batch = x.shape[0]
     units = work.unit_hi - work.unit_lo
     rows = np.ascontiguousarray(work.rows, dtype=np.int64)
-    acc = np.zeros((len(rows), units))
+    ranges = _split(work.unit_lo, work.unit_hi, threads)
+    # one accumulator per thread: threads writing neighbouring units of one row would share cache lines
+    accs = [np.zeros((len(rows), v - u)) for u, v in ranges]
     w2_max = np.abs(w2).max(axis=1)
     w2t = np.ascontiguousarray(w2.T)
     xbits = x.view(np.int64)
@@ -90,16 +102,16 @@ def hidden_rows_gradient(
     value, pair_value = np.empty(size), np.empty(size, np.int64)
     entry_row, entry_pair = np.empty(size, np.int64), np.empty(size, np.int64)
     pair_start, entry_start = np.empty(step + 1, np.int64), np.empty(step + 1, np.int64)
-    ranges = _split(work.unit_lo, work.unit_hi, threads)
     fwd_arrays = (fwd.z1, fwd.e, fwd.s, fwd.e_t, fwd.labels)
     for lo in range(0, batch, step):
         hi = min(lo + step, batch)
         n_values = distinct_pairs(x, xbits, rows, lo, hi, value, pair_start, pair_value, entry_start, entry_row,
                                   entry_pair)
         shared = (value, n_values, pair_start, pair_value, entry_start, entry_row, entry_pair)
-        _run(hidden_accumulate, [(*fwd_arrays, w2, w2t, w2_max, lo, hi, *shared, u, v, acc, u - work.unit_lo)
-                                 for u, v in ranges], threads)
+        _run(hidden_accumulate, [(*fwd_arrays, w2, w2t, w2_max, lo, hi, *shared, u, v, acc, 0)
+                                 for (u, v), acc in zip(ranges, accs, strict=True)], threads)
         check()
+    acc = accs[0] if len(accs) == 1 else np.hstack(accs)
     return acc / batch / (2 * H)
 
 
@@ -110,7 +122,8 @@ def logit_units_gradient(
     batch, classes = fwd.e.shape
     acc = np.zeros((classes, u_hi - u_lo))
     step = samples_per_chunk((u_hi - u_lo) * classes, budget.KERNEL_PAIR_UNITS)
-    ranges = _split(u_lo, u_hi, threads)
+    # about 40 operations per (sample, unit, class) term
+    ranges = _split(u_lo, u_hi, _threads_for(40 * batch * (u_hi - u_lo) * classes, threads))
     for lo in range(0, batch, step):
         hi = min(lo + step, batch)
         _run(logit_accumulate, [(fwd.z1, fwd.e, fwd.s, fwd.e_t, fwd.labels, bias, lo, hi, u, v, acc, u - u_lo)
@@ -119,29 +132,24 @@ def logit_units_gradient(
     return (acc / batch / (2 * H)).T
 
 
-def compiled_blocks_gradient(
-    blocks: Sequence[Block],
+def compiled_group_gradient(
+    layout: GroupLayout,
     params: Params,
     x: NDArray[np.float64],
     labels: NDArray[np.intp],
     threads: int,
     check: Check,
-) -> list[NDArray[np.float64]]:
-    """The blocks' central differences on the compiled kernels (see `incremental_blocks_gradient`)."""
+) -> NDArray[np.float64]:
+    """The layout's blocks' central differences on the compiled kernels, end to end (see `GroupLayout`)."""
     fwd = forward(params, x, labels, threads, check)
     w2 = params["W2"]
-    (input_size, hidden), classes = params["W1"].shape, w2.shape[1]
-    on_hidden = [k for k, b in enumerate(blocks) if b.param in ("W1", "b1")]
-    values = hidden_blocks_gradient(
-        [blocks[k] for k in on_hidden], input_size, hidden,
-        lambda work: hidden_rows_gradient(fwd, w2, x, work, threads, check),
-    )
-    results = dict(zip(on_hidden, values, strict=True))
-    for k, block in enumerate(blocks):
-        if block.param == "W2":
-            u_lo, u_hi = block.start // classes, -(-block.stop // classes)
-            grad = logit_units_gradient(fwd, False, u_lo, u_hi, threads, check).reshape(-1)
-            results[k] = grad[block.start - u_lo * classes : block.stop - u_lo * classes].copy()
-        elif block.param == "b2":
-            results[k] = logit_units_gradient(fwd, True, 0, 1, threads, check)[0, block.start : block.stop].copy()
-    return [results[k] for k in range(len(blocks))]
+    classes = w2.shape[1]
+
+    def logit_values(block: Block) -> NDArray[np.float64]:
+        if block.param == "b2":
+            return logit_units_gradient(fwd, True, 0, 1, threads, check)[0, block.start : block.stop]
+        u_lo, u_hi = block.start // classes, -(-block.stop // classes)
+        grad = logit_units_gradient(fwd, False, u_lo, u_hi, threads, check).reshape(-1)
+        return grad[block.start - u_lo * classes : block.stop - u_lo * classes]
+
+    return layout.values(lambda work: hidden_rows_gradient(fwd, w2, x, work, threads, check), logit_values)

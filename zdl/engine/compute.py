@@ -9,11 +9,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from zdl.engine.backprop import backprop_gradient
-from zdl.engine.blocks import Block, assemble, param_shapes, partition
+from zdl.engine.blocks import PARAM_NAMES, Block, assemble, param_shapes, partition
 from zdl.engine.budget import Check, no_check
-from zdl.engine.incremental import incremental_blocks_gradient
+from zdl.engine.incremental import incremental_group_gradient
 from zdl.engine.inputs import Params, check_batch, check_params, check_threads
 from zdl.engine.kernel import resolve_kernel
+from zdl.engine.pieces import GroupLayout
 from zdl.engine.reference import reference_block_gradient
 
 #: "numerical" is the fast exact engine, "numerical-reference" the book's procedure, "backprop" the chapter 5 way.
@@ -24,6 +25,58 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"gradient method must be one of {list(METHODS)}, got {method!r}")
     return method
+
+
+class BlockGroup:
+    """Blocks that a worker computes together step after step, checked and planned once for the parameters'
+    shapes. `gradient()` gives their values end to end (what a worker sends): the same bits as
+    `blocks_gradient`, without checking and planning again, each step, the hundreds of one-row blocks
+    that a group of `block_groups` holds."""
+
+    def __init__(self, blocks: Sequence[Block | Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]]) -> None:
+        self.blocks = tuple(b if isinstance(b, Block) else Block.from_dict(b) for b in blocks)
+        self.shapes = {name: tuple(shapes[name]) for name in PARAM_NAMES}
+        for block in self.blocks:
+            block.check(self.shapes)
+        input_size, hidden = self.shapes["W1"]
+        self.layout = GroupLayout.of(self.blocks, input_size, hidden)
+
+    @property
+    def size(self) -> int:
+        """How many values `gradient()` returns."""
+        return self.layout.size
+
+    def gradient(
+        self,
+        params: Mapping[str, ArrayLike],
+        x: ArrayLike,
+        t: ArrayLike,
+        method: str = "numerical",
+        *,
+        threads: int = 1,
+        check: Check | None = None,
+        kernel: str | None = None,
+    ) -> NDArray[np.float64]:
+        """The blocks' gradient entries end to end, float64 (options: see `blocks_gradient`)."""
+        method = check_method(method)
+        threads = check_threads(threads)
+        check = check or no_check
+        checked = check_params(params)
+        if param_shapes(checked) != self.shapes:
+            raise ValueError(f"block group: planned for parameter shapes {self.shapes}, got {param_shapes(checked)}")
+        x_arr, labels = check_batch(checked, x, t)
+        if method == "numerical":
+            if resolve_kernel(kernel) == "numba":
+                from zdl.engine.compiled import compiled_group_gradient
+
+                return compiled_group_gradient(self.layout, checked, x_arr, labels, threads, check)
+            return incremental_group_gradient(self.layout, checked, x_arr, labels, check)
+        out = np.empty(self.size)
+        full = backprop_gradient(checked, x_arr, labels, check) if method == "backprop" else None
+        for block, lo in zip(self.blocks, self.layout.offsets, strict=False):  # offsets: one more, the size
+            out[lo : lo + block.size] = reference_block_gradient(block, checked, x_arr, labels, check) if full is None \
+                else full[block.param].reshape(-1)[block.start : block.stop]
+        return out
 
 
 def blocks_gradient(
@@ -47,26 +100,12 @@ def blocks_gradient(
     check: called between chunks of work (at most about 0.1 s of one core apart); an exception it raises
     aborts the call. kernel: "numba", "numpy" or "auto" for `numerical` (default: $ZDL_KERNEL, see
     `zdl.engine.kernel`). Extra memory stays under `zdl.engine.budget.MEMORY_BUDGET` at admitted shapes.
+    A worker computing the same blocks every step prepares them once as a `BlockGroup`.
     """
-    checked_blocks = [b if isinstance(b, Block) else Block.from_dict(b) for b in blocks]
-    method = check_method(method)
-    threads = check_threads(threads)
-    check = check or no_check
     checked = check_params(params)
-    shapes = param_shapes(checked)
-    for block in checked_blocks:
-        block.check(shapes)
-    x_arr, labels = check_batch(checked, x, t)
-    if method == "numerical":
-        if resolve_kernel(kernel) == "numba":
-            from zdl.engine.compiled import compiled_blocks_gradient
-
-            return compiled_blocks_gradient(checked_blocks, checked, x_arr, labels, threads, check)
-        return incremental_blocks_gradient(checked_blocks, checked, x_arr, labels, check=check)
-    if method == "numerical-reference":
-        return [reference_block_gradient(b, checked, x_arr, labels, check) for b in checked_blocks]
-    full = backprop_gradient(checked, x_arr, labels, check)
-    return [full[b.param].reshape(-1)[b.start : b.stop].copy() for b in checked_blocks]
+    group = BlockGroup(blocks, param_shapes(checked))
+    values = group.gradient(checked, x, t, method, threads=threads, check=check, kernel=kernel)
+    return group.layout.split(values)
 
 
 def block_gradient(

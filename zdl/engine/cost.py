@@ -6,7 +6,8 @@ value) pairs times hidden units (plus a forward pass per block group); for `nume
 full forward passes per weight; for backprop, about three forward passes. The per-dataset statistics
 and the per-operation times are constants measured on the project's 2-core AMD EPYC VM (AVX-512,
 NumPy 2.4, Numba 0.68; thread CPU time, medians); tests/zdl/engine/test_cost.py checks the estimates
-against measured runs within a factor of 2. Other machines differ by a constant factor.
+against measured runs within a factor of 2. Other machines differ by a roughly constant factor, which
+`zdl.engine.speed.machine_speed()` measures and `iteration_cost(..., speed=)` applies.
 """
 
 from __future__ import annotations
@@ -34,6 +35,19 @@ _EVALUATION_MAC = 5.0e-11  # predict per multiply-add (one BLAS thread)
 
 
 @dataclass(frozen=True)
+class MachineSpeed:
+    """This machine's time over the cost model's reference machine, for two kinds of work that do not scale
+    together from one CPU to another: the engine's kernels (and Python around them), and BLAS products."""
+
+    kernel: float = 1.0
+    blas: float = 1.0
+
+
+#: The reference machine itself: estimates in its core-seconds.
+REFERENCE = MachineSpeed()
+
+
+@dataclass(frozen=True)
 class IterationCost:
     """The estimate for one training iteration of one job."""
 
@@ -51,8 +65,12 @@ def iteration_cost(
     dataset: str = "mnist",
     n_groups: int = 1,
     kernel: str | None = None,
+    speed: MachineSpeed = REFERENCE,
 ) -> IterationCost:
-    """Estimate one iteration's gradient compute and one block group's memory (see the module doc)."""
+    """Estimate one iteration's gradient compute and one block group's memory (see the module doc).
+
+    speed: this machine's time over the constants' machine (`zdl.engine.speed.machine_speed()`); the
+    default gives the latter's core-seconds."""
     if dataset not in DATASET_STATS:
         raise ValueError(f"iteration_cost: dataset must be one of {list(DATASET_STATS)}, got {dataset!r}")
     if min(input_size, hidden_size, output_size, batch_size, n_groups) < 1:
@@ -63,20 +81,20 @@ def iteration_cost(
     if method == "numerical":
         per_unit = _NUMBA_PAIR_UNIT if resolve_kernel(kernel) == "numba" else _NUMPY_PAIR_UNIT
         forward = n * h * (nonzero * _FORWARD_MAC + _FORWARD_UNIT)
-        seconds = n_groups * (_NUMERICAL_CALL + forward) + per_unit * n * h * (distinct + 10)
+        seconds = speed.kernel * (n_groups * (_NUMERICAL_CALL + forward) + per_unit * n * h * (distinct + 10))
         memory = _numerical_memory(i, h, c, n, units, resolve_kernel(kernel))
     elif method == "numerical-reference":
         entries = i * h + h + h * c + c
-        seconds = entries * (_REFERENCE_ENTRY + _REFERENCE_MAC * n * h * (i + c))
+        seconds = entries * (speed.kernel * _REFERENCE_ENTRY + speed.blas * _REFERENCE_MAC * n * h * (i + c))
         chunk = min(n, budget.samples_per_chunk(32 * max(h, c), budget.NUMPY_CHUNK_BYTES))
         memory = 8 * (i * h + h * c + 2 * n * i) + 32 * chunk * max(h, c)
     elif method == "backprop":
-        seconds = _BACKPROP_CALL + _BACKPROP_MAC * n * h * (i + c)
+        seconds = speed.kernel * _BACKPROP_CALL + speed.blas * _BACKPROP_MAC * n * h * (i + c)
         chunk = min(n, budget.samples_per_chunk(64 * max(i, h, c), budget.NUMPY_CHUNK_BYTES))
         memory = 8 * 2 * (i * h + h * c + n * i) + 64 * chunk * max(i, h, c)
     else:
         raise ValueError(f"iteration_cost: unknown method {method!r}")
-    return IterationCost(seconds, int(memory), _EVALUATION_MAC * h * (i + c))
+    return IterationCost(seconds, int(memory), speed.blas * _EVALUATION_MAC * h * (i + c))
 
 
 def _numerical_memory(i: int, h: int, c: int, n: int, units: int, kernel: str) -> float:

@@ -26,7 +26,6 @@ to the previous chunks' in ascending sample order, so chunking never changes the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +35,7 @@ from zdl.engine import budget
 from zdl.engine.blocks import Block
 from zdl.engine.budget import Check, no_check
 from zdl.engine.inputs import Params
-from zdl.engine.pieces import UnitRangeWork, hidden_blocks_gradient
+from zdl.engine.pieces import GroupLayout, UnitRangeWork
 from zdl.engine.series import SMALL_EXPONENT
 from zdl.engine.threads import single_threaded_blas
 from zdl.functions import DELTA, sigmoid
@@ -45,7 +44,7 @@ from zdl.gradient import H
 #: Rows of (sample, value) pairs processed together: keeps the (classes, rows, hidden) work arrays in cache.
 CHUNK_ELEMENTS = 1 << 17
 
-__all__ = ["SMALL_EXPONENT", "exp_near_zero", "incremental_blocks_gradient"]  # SMALL_EXPONENT: see `series`
+__all__ = ["SMALL_EXPONENT", "exp_near_zero", "incremental_group_gradient"]  # SMALL_EXPONENT: see `series`
 
 
 @dataclass(frozen=True)
@@ -209,29 +208,22 @@ def logit_gradient(fwd: BaseForward, inputs: NDArray[np.float64], check: Check =
     return total_diff / batch / (2 * H)
 
 
-def incremental_blocks_gradient(
-    blocks: Sequence[Block],
+def incremental_group_gradient(
+    layout: GroupLayout,
     params: Params,
     x: NDArray[np.float64],
     labels: NDArray[np.intp],
-    fwd: BaseForward | None = None,
     check: Check = no_check,
-) -> list[NDArray[np.float64]]:
-    """The blocks' central differences, computed incrementally; pass `fwd` to share one forward pass."""
-    fwd = fwd if fwd is not None else base_forward(params, x, labels, check)
+) -> NDArray[np.float64]:
+    """The layout's blocks' central differences, computed incrementally, end to end (see `GroupLayout`)."""
+    fwd = base_forward(params, x, labels, check)
     w2 = params["W2"]
-    input_size, hidden = params["W1"].shape
-    on_hidden = [k for k, b in enumerate(blocks) if b.param in ("W1", "b1")]
-    values = hidden_blocks_gradient(
-        [blocks[k] for k in on_hidden], input_size, hidden,
-        lambda work: hidden_rows_gradient(fwd, w2, x, work, check),
-    )
-    results = dict(zip(on_hidden, values, strict=True))
     whole: dict[str, NDArray[np.float64]] = {}
-    for k, block in enumerate(blocks):
-        if block.param in ("W2", "b2") and block.param not in whole:
+
+    def logit_values(block: Block) -> NDArray[np.float64]:
+        if block.param not in whole:
             inputs = fwd.z1 if block.param == "W2" else np.ones((len(fwd.labels), 1))
             whole[block.param] = logit_gradient(fwd, inputs, check).reshape(-1)
-        if block.param in ("W2", "b2"):
-            results[k] = whole[block.param][block.start : block.stop].copy()
-    return [results[k] for k in range(len(blocks))]
+        return whole[block.param][block.start : block.stop]
+
+    return layout.values(lambda work: hidden_rows_gradient(fwd, w2, x, work, check), logit_values)

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from zdl.engine.blocks import PARAM_NAMES, Block, block_groups
-from zdl.engine.compute import blocks_gradient, check_method
+from zdl.engine.compute import BlockGroup, check_method
 from zdl.engine.inputs import Params, check_batch, check_params
 from zdl.engine.kernel import warm_up
 
@@ -62,7 +62,7 @@ def worker_main(shm_name: str, sizes: tuple[int, int, int], max_batch: int) -> N
     # Python < 3.13 would unlink the parent's segment when this process exits; the parent owns it.
     resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     arrays = SharedArrays(shm, sizes, max_batch)
-    blocks: list[Block] = []
+    group: BlockGroup | None = None
     warm_up()  # compile or load the kernels now, not inside the first timed step
     try:
         for line in sys.stdin:
@@ -70,8 +70,10 @@ def worker_main(shm_name: str, sizes: tuple[int, int, int], max_batch: int) -> N
             began = time.perf_counter()
             try:
                 if "blocks" in request:  # sent once; later requests reuse them
-                    blocks = [Block.from_dict(b) for b in request["blocks"]]
-                _compute(arrays, request["method"], int(request["n"]), blocks)
+                    group = BlockGroup([Block.from_dict(b) for b in request["blocks"]], arrays.shapes)
+                if group is None:
+                    raise ValueError("no blocks were sent before the first request")
+                _compute(arrays, request["method"], int(request["n"]), group)
                 reply: dict[str, object] = {"ok": time.perf_counter() - began}
             except Exception as exc:  # reported to the parent, which raises it with context
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
@@ -82,9 +84,9 @@ def worker_main(shm_name: str, sizes: tuple[int, int, int], max_batch: int) -> N
         shm.close()
 
 
-def _compute(arrays: SharedArrays, method: str, n: int, blocks: list[Block]) -> None:
-    values = blocks_gradient(blocks, arrays.params, arrays.x[:n], arrays.labels[:n], method)
-    for block, block_values in zip(blocks, values, strict=True):
+def _compute(arrays: SharedArrays, method: str, n: int, group: BlockGroup) -> None:
+    values = group.layout.split(group.gradient(arrays.params, arrays.x[:n], arrays.labels[:n], method))
+    for block, block_values in zip(group.blocks, values, strict=True):
         arrays.grad[block.param].reshape(-1)[block.start : block.stop] = block_values
 
 

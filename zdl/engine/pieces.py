@@ -3,7 +3,7 @@
 b1 is treated as one more row of W1, row `input_size`, as if every sample had a pixel of value 1 there.
 A block of W1 (or b1) covers parts of one or more rows; each part is a (row, unit range) piece, and the
 pieces with the same unit range are computed together, so that their (sample, value) pairs are shared.
-The results come back in one flat array, each block's values a contiguous slice of it.
+The results come back in one flat array, each block's values a contiguous slice of it (`GroupLayout`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ class UnitRangeWork:
 
 
 def hidden_work(
-    blocks: Sequence[Block], input_size: int, hidden: int
-) -> tuple[list[UnitRangeWork], NDArray[np.intp], NDArray[np.intp]]:
-    """The unit-range work of W1/b1 blocks, and each block's start and stop in the flat output."""
+    blocks: Sequence[Block], input_size: int, hidden: int, offsets: NDArray[np.intp]
+) -> list[UnitRangeWork]:
+    """The unit-range work of W1/b1 blocks whose values start at `offsets` in the flat output."""
     extended = [b.start + (input_size * hidden if b.param == "b1" else 0) for b in blocks]
     starts = np.array(extended, dtype=np.intp)
     stops = starts + np.array([b.size for b in blocks], dtype=np.intp)
@@ -41,8 +41,7 @@ def hidden_work(
     row = first_row[piece_block] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     lo = np.maximum(starts[piece_block] - row * hidden, 0)
     hi = np.minimum(stops[piece_block] - row * hidden, hidden)
-    block_offset = np.cumsum(stops - starts) - (stops - starts)
-    destination = block_offset[piece_block] + row * hidden + lo - starts[piece_block]
+    destination = offsets[piece_block] + row * hidden + lo - starts[piece_block]
     unit_ranges, piece_range = np.unique(lo * (hidden + 1) + hi, return_inverse=True)
     work = []
     for r, key in enumerate(unit_ranges.tolist()):
@@ -50,21 +49,51 @@ def hidden_work(
         mine = piece_range == r
         rows, row_position = np.unique(row[mine], return_inverse=True)
         work.append(UnitRangeWork(unit_lo, unit_hi, rows.astype(np.intp), row_position, destination[mine]))
-    return work, block_offset, block_offset + stops - starts
+    return work
 
 
-def hidden_blocks_gradient(
-    blocks: Sequence[Block],
-    input_size: int,
-    hidden: int,
-    rows_gradient: Callable[[UnitRangeWork], NDArray[np.float64]],
-) -> list[NDArray[np.float64]]:
-    """Each W1/b1 block's gradient, from `rows_gradient(work)`: (len(work.rows), units) for one unit range."""
-    if not blocks:
-        return []
-    work, block_start, block_stop = hidden_work(blocks, input_size, hidden)
-    flat = np.empty(int(block_stop[-1]) if len(block_stop) else 0)
-    for piece in work:
-        grad = rows_gradient(piece)
-        flat[piece.destination[:, None] + np.arange(piece.unit_hi - piece.unit_lo)] = grad[piece.row_position]
-    return [flat[a:b] for a, b in zip(block_start.tolist(), block_stop.tolist(), strict=True)]
+@dataclass(frozen=True)
+class GroupLayout:
+    """Blocks computed together, planned once: their values come out laid end to end in the blocks' order
+    (what a worker sends), the W1/b1 blocks' pieces scattered straight to their places. A worker that
+    computes the same group every step (hundreds of one-row blocks) keeps its layout instead of planning
+    it again each time."""
+
+    blocks: tuple[Block, ...]
+    offsets: tuple[int, ...]  # each block's start in the output, then the output's size
+    hidden: tuple[UnitRangeWork, ...]  # the W1/b1 blocks' work; destinations index the output
+    logits: tuple[tuple[int, Block], ...]  # (output start, block) of each W2/b2 block
+
+    @classmethod
+    def of(cls, blocks: Sequence[Block], input_size: int, hidden: int) -> GroupLayout:
+        offsets = np.cumsum([0, *(b.size for b in blocks)]).tolist()
+        on_hidden = [k for k, b in enumerate(blocks) if b.param in ("W1", "b1")]
+        work: list[UnitRangeWork] = []
+        if on_hidden:
+            starts = np.array([offsets[k] for k in on_hidden], dtype=np.intp)
+            work = hidden_work([blocks[k] for k in on_hidden], input_size, hidden, starts)
+        logits = tuple((offsets[k], b) for k, b in enumerate(blocks) if b.param in ("W2", "b2"))
+        return cls(tuple(blocks), tuple(offsets), tuple(work), logits)
+
+    @property
+    def size(self) -> int:
+        return self.offsets[-1]
+
+    def values(
+        self,
+        rows_gradient: Callable[[UnitRangeWork], NDArray[np.float64]],
+        logit_values: Callable[[Block], NDArray[np.float64]],
+    ) -> NDArray[np.float64]:
+        """The blocks' values end to end: W1/b1 from `rows_gradient(work)` ((len(work.rows), units) for one
+        unit range), W2/b2 from `logit_values(block)` (block.size values)."""
+        out = np.empty(self.size)
+        for piece in self.hidden:
+            grad = rows_gradient(piece)
+            out[piece.destination[:, None] + np.arange(piece.unit_hi - piece.unit_lo)] = grad[piece.row_position]
+        for start, block in self.logits:
+            out[start : start + block.size] = logit_values(block)
+        return out
+
+    def split(self, values: NDArray[np.float64]) -> list[NDArray[np.float64]]:
+        """`values()` cut into one array per block (views)."""
+        return [values[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]

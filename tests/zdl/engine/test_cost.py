@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from zdl.engine import Block, block_groups, blocks_gradient, iteration_cost
+from zdl.engine.speed import machine_speed
 from zdl.nets import TwoLayerNet
 
 
@@ -53,7 +54,8 @@ def test_compute_estimate_within_2x_of_a_measured_iteration(mnist_small, fashion
     x = x.astype(np.float64)
     params = TwoLayerNet(784, hidden, 10, seed=1).params
     shapes = {k: v.shape for k, v in params.items()}
-    estimate = iteration_cost(784, hidden, 10, batch, method, dataset, n_groups, kernel=kernel)
+    speed = machine_speed("numpy" if kernel == "numpy" else None)
+    estimate = iteration_cost(784, hidden, 10, batch, method, dataset, n_groups, kernel=kernel, speed=speed)
     if method == "numerical-reference":  # 40 entries of W1 measured, the rest in proportion
         entries = sum(int(np.prod(s)) for s in shapes.values())
         block = [Block("W1", 300 * hidden, 300 * hidden + 40)]
@@ -63,7 +65,8 @@ def test_compute_estimate_within_2x_of_a_measured_iteration(mnist_small, fashion
         measured = sum(thread_seconds(lambda g=g: blocks_gradient(g, params, x, t, method, kernel=kernel))
                        for g in groups)
     ratio = estimate.compute_core_seconds / measured
-    assert 0.5 <= ratio <= 2, f"estimate {estimate.compute_core_seconds:.4g} s, measured {measured:.4g} s"
+    assert 0.5 <= ratio <= 2, (f"estimate {estimate.compute_core_seconds:.4g} s ({speed}), "
+                               f"measured {measured:.4g} s")
 
 
 def test_evaluation_estimate_within_2x(mnist_small):
@@ -74,8 +77,9 @@ def test_evaluation_estimate_within_2x(mnist_small):
 
     with single_threaded_blas():
         measured = thread_seconds(lambda: net.accuracy(x, t))
-    estimate = iteration_cost(784, 100, 10, 100, "backprop").evaluation_core_seconds_per_sample * len(x)
-    assert 0.5 <= estimate / measured <= 2, (estimate, measured)
+    speed = machine_speed()
+    estimate = iteration_cost(784, 100, 10, 100, "backprop", speed=speed).evaluation_core_seconds_per_sample * len(x)
+    assert 0.5 <= estimate / measured <= 2, (estimate, measured, speed)
 
 
 MEASURE = textwrap.dedent("""
@@ -123,3 +127,21 @@ def test_group_memory_estimate_within_2x_of_the_measured_peak():
         estimate = iteration_cost(784, hidden, 10, batch, method, "fashion-mnist", n_groups, kernel=kernel)
         mib = f"estimate {estimate.group_memory_bytes / 2**20:.0f} MiB, measured {growth / 2**20:.0f} MiB"
         assert 0.5 <= estimate.group_memory_bytes / growth <= 2, f"{case}: {mib}"
+
+
+def test_the_machine_speed_is_the_probes_time_over_the_models_prediction():
+    """The factor that carries the model to this machine: measured once, by a probe with MNIST's statistics."""
+    from zdl.engine.speed import SPEED_RANGE, probe_batch
+
+    x, labels = probe_batch()
+    nonzero = np.count_nonzero(x, axis=1)
+    distinct = [len(np.unique(row[row > 0])) for row in x]
+    assert nonzero.min() == nonzero.max() == 151 and min(distinct) == max(distinct) == 66  # DATASET_STATS, rounded
+    speed = machine_speed()
+    assert machine_speed() is speed  # once per process
+    assert all(SPEED_RANGE[0] < factor < SPEED_RANGE[1] for factor in (speed.kernel, speed.blas))
+    params = TwoLayerNet(784, 50, 10, seed=1).params
+    measured = thread_seconds(lambda: blocks_gradient(block_groups({k: v.shape for k, v in params.items()}, 1)[0],
+                                                      params, x, labels))
+    predicted = iteration_cost(784, 50, 10, 100, "numerical", "mnist").compute_core_seconds
+    assert 0.5 <= measured / (speed.kernel * predicted) <= 2, (measured, speed, predicted)

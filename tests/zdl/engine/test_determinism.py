@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zdl.engine import assemble, block_gradient, block_groups, blocks_gradient, gradient, partition
+from zdl.engine import (
+    Block,
+    BlockGroup,
+    assemble,
+    block_gradient,
+    block_groups,
+    blocks_gradient,
+    gradient,
+    partition,
+)
 from zdl.engine.parallel import ProcessPoolGradient
 from zdl.nets import TwoLayerNet
 from zdl.train import TrainConfig, Trainer
@@ -54,6 +63,34 @@ def test_block_groups_computed_together_give_identical_bits(mnist_small, kernel,
     pieces = [piece for group in block_groups(shapes, n_groups)
               for piece in zip(group, blocks_gradient(group, params, x, t, kernel=kernel), strict=True)]
     assert_same_bits(gradient(params, x, t, kernel=kernel), assemble(shapes, pieces))
+
+
+@pytest.mark.parametrize("method", ["numerical", "numerical-reference", "backprop"])
+def test_a_prepared_group_gives_its_blocks_values_end_to_end_step_after_step(mnist_small, kernel, method):
+    """What a worker keeps between steps (BlockGroup): the same bits as the whole gradient's entries, laid
+    end to end in the group's block order, at every step (new weights and batch) and for every group."""
+    hidden = 50 if method != "numerical-reference" else 3
+    shapes = {k: v.shape for k, v in TwoLayerNet(784, hidden, 10, seed=0).params.items()}
+    groups = [BlockGroup(group, shapes) for group in block_groups(shapes, 3)]
+    for step in range(2):
+        x, t = mnist_batch(mnist_small, size=30, seed=step)
+        params = TwoLayerNet(784, hidden, 10, weight_init_std=0.5, seed=step).params
+        whole = gradient(params, x, t, method, kernel=kernel)
+        got = np.concatenate([group.gradient(params, x, t, method, kernel=kernel) for group in groups])
+        expected = np.concatenate([whole[b.param].reshape(-1)[b.start : b.stop] for g in groups for b in g.blocks])
+        assert sum(g.size for g in groups) == got.size == sum(v.size for v in whole.values())
+        assert np.array_equal(got, expected), f"step {step}: max |diff| {np.abs(got - expected).max()}"
+        assert np.count_nonzero(got) > got.size // 2
+
+
+def test_a_prepared_group_refuses_parameters_of_other_shapes(mnist_small):
+    x, t = mnist_batch(mnist_small, size=5)
+    shapes = {k: v.shape for k, v in TwoLayerNet(784, 50, 10, seed=0).params.items()}
+    group = BlockGroup(block_groups(shapes, 2)[0], shapes)
+    with pytest.raises(ValueError, match=r"planned for parameter shapes .*\(784, 50\).*got .*\(784, 20\)"):
+        group.gradient(TwoLayerNet(784, 20, 10, seed=0).params, x, t)
+    with pytest.raises(ValueError, match=r"W1\[0:99999\]: out of range"):
+        BlockGroup([Block("W1", 0, 99999)], shapes)
 
 
 @pytest.mark.parametrize("threads", [2, 3, 8])
