@@ -27,6 +27,7 @@ def cases(seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
         ("x.T @ da1", x.T, rng.normal(size=(100, 50)) * 1e-3),
         ("odd rows", pixels(101, seed), rng.normal(size=(784, 30))),
         ("1000 rows", pixels(1000, seed), rng.normal(size=(784, 50))),
+        ("x.T @ da1 of 1000 samples", pixels(1000, seed).T, rng.normal(size=(1000, 50)) * 1e-3),
         ("small: not split", x[:3], rng.normal(size=(784, 5))),
         ("one row", x[:1], rng.normal(size=(784, 2000))),
     ]
@@ -43,12 +44,13 @@ def test_same_bits_as_one_single_threaded_dot(monkeypatch: pytest.MonkeyPatch, s
             assert product.tobytes() == np.dot(a, b).tobytes(), name
 
 
-def test_the_loops_products_are_large_enough_to_split() -> None:
-    assert 100 * 784 * 50 >= MIN_MULTIPLY_ADDS  # the batch's x @ W1 and x.T @ da1
+def test_the_evaluations_products_are_split_and_a_batchs_are_not() -> None:
+    assert 5000 * 784 * 50 >= MIN_MULTIPLY_ADDS > 100 * 784 * 50  # an accuracy's x @ W1; a batch's
+    assert any(a.shape[0] * a.shape[1] * b.shape[1] >= MIN_MULTIPLY_ADDS for _, a, b in cases(0))  # tested above
 
 
 def test_a_failure_is_raised_and_the_next_product_still_works() -> None:
-    a, b = pixels(200, 0), np.ones((783, 50))  # inner sizes 784 and 783 do not match
+    a, b = pixels(1000, 0), np.ones((783, 50))  # inner sizes 784 and 783 do not match (a split product)
     with single_threaded_blas():
         with pytest.raises(ValueError, match="not aligned"):
             split_dot(a, b)
@@ -56,9 +58,16 @@ def test_a_failure_is_raised_and_the_next_product_still_works() -> None:
         assert split_dot(a, good).tobytes() == np.dot(a, good).tobytes()
 
 
+def split_case(seed: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """A product large enough to go through the helper thread."""
+    name, a, b = next(case for case in cases(seed) if case[0] == "1000 rows")
+    assert a.shape[0] * a.shape[1] * b.shape[1] >= MIN_MULTIPLY_ADDS
+    return name, a, b
+
+
 def product_in_child(seed: int) -> bytes:
     with single_threaded_blas():
-        _, a, b = cases(seed)[0]
+        _, a, b = split_case(seed)
         return split_dot(a, b).tobytes()
 
 
@@ -66,7 +75,7 @@ def test_a_forked_process_gets_its_own_helper() -> None:
     """A Celery pool process is forked from a parent that may have used split_dot: the parent's helper thread
     does not exist in the child, so the child must start its own instead of waiting for it forever."""
     with single_threaded_blas():
-        _, a, b = cases(0)[0]
+        _, a, b = split_case(0)
         expected = split_dot(a, b).tobytes()  # the parent's helper exists now
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply_async(product_in_child, (0,)).get(timeout=60) == expected
