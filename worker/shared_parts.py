@@ -36,9 +36,13 @@ _TOKEN_BYTES = 16
 _HEADER = 3  # float64s before a buffer's values: sequence (step + 1), last (0 or 1), compute seconds
 
 #: While waiting for a part: spin this long (a part usually arrives within a few hundred microseconds),
-#: then sleep this long between looks, so that a waiting replica does not slow one still computing.
+#: then sleep this long between looks, so that a waiting replica does not slow one still computing; after
+#: _LONG_WAIT_S (the others are queued behind other work, or slow) nap _LONG_NAP_S, so that a replica
+#: waiting for seconds costs its worker's core almost nothing.
 _SPIN_S = 0.0002
 _NAP_S = 0.00005
+_LONG_WAIT_S = 0.05
+_LONG_NAP_S = 0.002
 _HANDSHAKE_NAP_S = 0.002  # between looks at the :shm hash
 
 T = TypeVar("T")
@@ -161,7 +165,7 @@ def _all_or_none(values: Sequence[object]) -> list[bytes] | None:
 
 def _wait_for(look: Callable[[], T | None], waiting: Callable[[], None], nap_s: float = _NAP_S) -> T:
     """look() until it gives something other than None: spinning at first, then napping `nap_s` between
-    looks; `waiting()` about every 10 ms."""
+    looks (at least _LONG_NAP_S once the wait is long); `waiting()` about every 10 ms."""
     began = time.perf_counter()
     next_call = began + 0.01
     while True:
@@ -172,5 +176,8 @@ def _wait_for(look: Callable[[], T | None], waiting: Callable[[], None], nap_s: 
         if now >= next_call:
             waiting()
             next_call = now + 0.01
-        if now - began > _SPIN_S:
+        waited = now - began
+        if waited > _LONG_WAIT_S:
+            time.sleep(max(nap_s, _LONG_NAP_S))
+        elif waited > _SPIN_S:
             time.sleep(nap_s)

@@ -105,7 +105,11 @@ def test_absurd_initial_scales_are_refused(api, field: str, value: float, words:
 
 
 def test_a_diverging_job_is_stopped_and_marked(api, submit, wait_for) -> None:
-    job = wait_for(submit(model={"weight_init_std": 10.0}, training={"iters": 200, "learning_rate": 1e300})["id"])
+    # One sample a step and the largest finite rate: the first misclassified sample's update puts entries of
+    # W2 near +-1e308, and the next logits overflow (inf - inf in the softmax). With a batch of 20 and 1e300
+    # whether it happened within 200 steps hung on the gradient's last bits.
+    job = wait_for(submit(model={"weight_init_std": 10.0},
+                          training={"iters": 200, "learning_rate": 1e308, "batch_size": 1})["id"])
     assert job["status"] == "failed" and job["diverged"] is True, job
     assert "diverged" in job["error"] and "learning rate" in job["error"]
     losses = api.get(job["links"]["history"]).json()["loss"]

@@ -2,7 +2,7 @@
 
 `zdl.engine.cost` counts work (pairs times hidden units, multiply-adds) and turns it into core-seconds
 with constants measured on one machine. Another machine does the same work faster or slower by a
-roughly constant factor (the project's 2-core Intel Xeon VMs take about 2.2 times the AMD EPYC VM's
+roughly constant factor (the project's 2-core Intel Xeon VMs took about 2.2 times the AMD EPYC VM's
 time for the compiled and the NumPy kernels), so admission limits and expected wall
 times would be off by that factor. `machine_speed()` measures it once per process: the median thread
 time of a book-shaped `numerical` gradient (784-50-10, batch 100, digits with MNIST's statistics)
