@@ -76,23 +76,22 @@ class SharedParts:
         client = data.client
         nbytes = _TOKEN_BYTES + 8 * cls.floats(sizes)
         parts: SharedParts | None = None
-        if replica == 0:
-            shm = SharedMemory(create=True, size=nbytes)
-            token = secrets.token_bytes(_TOKEN_BYTES)
-            _buffer(shm)[:_TOKEN_BYTES] = token
-            parts = cls(shm, sizes, 0, owner=True)
-            with client.pipeline(transaction=False) as pipe:
-                pipe.hset(keys.shm, mapping={"name": shm.name, "token": token.hex()})
-                pipe.expire(keys.shm, ttl_s)
-                pipe.execute()
-        else:
-            offer = _wait_for(lambda: _all_or_none(client.hmget(keys.shm, ["name", "token"])), waiting,
-                              _HANDSHAKE_NAP_S)
-            name, token = offer
-            parts = cls._attach(name, token, nbytes, sizes, replica)
-            client.hset(keys.shm, f"r{replica}", "1" if parts is not None else "0")
-        others = [f"r{r}" for r in range(1, len(sizes))]
-        try:
+        try:  # whatever goes wrong (Redis, the turn abandoned), a segment made or mapped here goes
+            if replica == 0:
+                shm = SharedMemory(create=True, size=nbytes)
+                token = secrets.token_bytes(_TOKEN_BYTES)
+                _buffer(shm)[:_TOKEN_BYTES] = token
+                parts = cls(shm, sizes, 0, owner=True)
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.hset(keys.shm, mapping={"name": shm.name, "token": token.hex()})
+                    pipe.expire(keys.shm, ttl_s)
+                    pipe.execute()
+            else:
+                name, token = _wait_for(lambda: _all_or_none(client.hmget(keys.shm, ["name", "token"])), waiting,
+                                        _HANDSHAKE_NAP_S)
+                parts = cls._attach(name, token, nbytes, sizes, replica)
+                client.hset(keys.shm, f"r{replica}", "1" if parts is not None else "0")
+            others = [f"r{r}" for r in range(1, len(sizes))]
             answers = _wait_for(lambda: _all_or_none(client.hmget(keys.shm, others)), waiting, _HANDSHAKE_NAP_S)
         except BaseException:
             if parts is not None:
