@@ -73,8 +73,8 @@ class BlockGroup:
             return incremental_group_gradient(self.layout, checked, x_arr, labels, check)
         out = np.empty(self.size)
         full = backprop_gradient(checked, x_arr, labels, check) if method == "backprop" else None
-        for block, lo in zip(self.blocks, self.layout.offsets, strict=False):  # offsets: one more, the size
-            out[lo : lo + block.size] = reference_block_gradient(block, checked, x_arr, labels, check) if full is None \
+        for block, place in zip(self.blocks, self.layout.split(out), strict=True):
+            place[:] = reference_block_gradient(block, checked, x_arr, labels, check) if full is None \
                 else full[block.param].reshape(-1)[block.start : block.stop]
         return out
 

@@ -46,7 +46,8 @@ def probe_batch(batch: int = 100, input_size: int = 784, seed: int = 0) -> tuple
 def machine_speed(kernel: str | None = None) -> MachineSpeed:
     """This machine's speed factors (2.0: it takes twice the reference machine's time), each the median
     thread time of a probe over what the model predicts for it; measured once per process, in about 0.1 s."""
-    return MachineSpeed(_factor(_kernel_probe(resolve_kernel(kernel)) / _kernel_predicted(resolve_kernel(kernel))),
+    kernel = resolve_kernel(kernel)
+    return MachineSpeed(_factor(_kernel_probe(kernel) / _kernel_predicted(kernel)),
                         _factor(_blas_probe() / _blas_predicted()))
 
 
@@ -55,10 +56,12 @@ def _factor(ratio: float) -> float:
     return min(max(ratio, low), high)
 
 
-def _median_thread_time(call: Callable[[], object]) -> float:
+def median_thread_time(call: Callable[[], object], repeats: int = _REPEATS) -> float:
+    """The median thread CPU time of `repeats` calls, after one that warms the caches (its thread's time
+    only: what a probe or a measured block costs one core, whatever else the machine runs)."""
     call()  # caches warm
     times = []
-    for _ in range(_REPEATS):
+    for _ in range(repeats):
         began = time.thread_time()
         call()
         times.append(time.thread_time() - began)
@@ -72,7 +75,7 @@ def _kernel_probe(kernel: str) -> float:
     warm_up(kernel)
     x, labels = probe_batch()
     params = _params(50)
-    return _median_thread_time(lambda: gradient(params, x, labels, kernel=kernel))
+    return median_thread_time(lambda: gradient(params, x, labels, kernel=kernel))
 
 
 def _kernel_predicted(kernel: str) -> float:
@@ -91,7 +94,7 @@ def _blas_probe() -> float:
     labels = np.zeros(_BLAS_SAMPLES, dtype=np.intp)
     params = _params(_BLAS_HIDDEN)
     with single_threaded_blas():
-        return _median_thread_time(lambda: count_correct(params, x, labels))
+        return median_thread_time(lambda: count_correct(params, x, labels))
 
 
 def _blas_predicted() -> float:

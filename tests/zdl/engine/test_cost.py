@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
 from zdl.engine import Block, block_groups, blocks_gradient, iteration_cost
-from zdl.engine.speed import machine_speed
+from zdl.engine.speed import machine_speed, median_thread_time
 from zdl.nets import TwoLayerNet
 
 
 def thread_seconds(call, repeats: int = 3) -> float:
-    call()  # warm caches
-    times = []
-    for _ in range(repeats):
-        began = time.thread_time()
-        call()
-        times.append(time.thread_time() - began)
-    return statistics.median(times)
+    return median_thread_time(call, repeats)
 
 
 def batch_of(data, size: int, seed: int = 0):
