@@ -19,6 +19,12 @@ def thread_seconds(call, repeats: int = 3) -> float:
     return median_thread_time(call, repeats)
 
 
+def speed_now(kernel: str | None = None):
+    """This machine's speed measured now, beside the runs it is compared with, not the factor this process
+    cached earlier: in the full suite an earlier test may have measured it while a cluster was busy."""
+    return machine_speed.__wrapped__(kernel)
+
+
 def batch_of(data, size: int, seed: int = 0):
     (x, t), _ = data
     mask = np.random.default_rng(seed).choice(len(x), size)
@@ -46,7 +52,7 @@ def test_compute_estimate_within_2x_of_a_measured_iteration(mnist_small, fashion
     x = x.astype(np.float64)
     params = TwoLayerNet(784, hidden, 10, seed=1).params
     shapes = {k: v.shape for k, v in params.items()}
-    speed = machine_speed("numpy" if kernel == "numpy" else None)
+    speed = speed_now("numpy" if kernel == "numpy" else None)
     estimate = iteration_cost(784, hidden, 10, batch, method, dataset, n_groups, kernel=kernel, speed=speed)
     if method == "numerical-reference":  # 40 entries of W1 measured, the rest in proportion
         entries = sum(int(np.prod(s)) for s in shapes.values())
@@ -69,7 +75,7 @@ def test_evaluation_estimate_within_2x(mnist_small):
 
     with single_threaded_blas():
         measured = thread_seconds(lambda: net.accuracy(x, t))
-    speed = machine_speed()
+    speed = speed_now()
     estimate = iteration_cost(784, 100, 10, 100, "backprop", speed=speed).evaluation_core_seconds_per_sample * len(x)
     assert 0.5 <= estimate / measured <= 2, (estimate, measured, speed)
 
@@ -129,8 +135,8 @@ def test_the_machine_speed_is_the_probes_time_over_the_models_prediction():
     nonzero = np.count_nonzero(x, axis=1)
     distinct = [len(np.unique(row[row > 0])) for row in x]
     assert nonzero.min() == nonzero.max() == 151 and min(distinct) == max(distinct) == 66  # DATASET_STATS, rounded
-    speed = machine_speed()
-    assert machine_speed() is speed  # once per process
+    assert machine_speed() is machine_speed()  # once per process
+    speed = speed_now()
     assert all(SPEED_RANGE[0] < factor < SPEED_RANGE[1] for factor in (speed.kernel, speed.blas))
     params = TwoLayerNet(784, 50, 10, seed=1).params
     measured = thread_seconds(lambda: blocks_gradient(block_groups({k: v.shape for k, v in params.items()}, 1)[0],
