@@ -37,7 +37,8 @@ _EVALUATION_MAC = 5.0e-11  # predict per multiply-add (one BLAS thread)
 @dataclass(frozen=True)
 class MachineSpeed:
     """This machine's time over the cost model's reference machine, for two kinds of work that do not scale
-    together from one CPU to another: the engine's kernels (and Python around them), and BLAS products."""
+    together from one CPU to another: the engine's kernels (and Python around them), and NumPy's BLAS work
+    (evaluations, the reference's forward passes, backprop whole)."""
 
     kernel: float = 1.0
     blas: float = 1.0
@@ -89,7 +90,7 @@ def iteration_cost(
         chunk = min(n, budget.samples_per_chunk(32 * max(h, c), budget.NUMPY_CHUNK_BYTES))
         memory = 8 * (i * h + h * c + 2 * n * i) + 32 * chunk * max(h, c)
     elif method == "backprop":
-        seconds = speed.kernel * _BACKPROP_CALL + speed.blas * _BACKPROP_MAC * n * h * (i + c)
+        seconds = speed.blas * (_BACKPROP_CALL + _BACKPROP_MAC * n * h * (i + c))  # NumPy and BLAS only
         chunk = min(n, budget.samples_per_chunk(64 * max(i, h, c), budget.NUMPY_CHUNK_BYTES))
         memory = 8 * 2 * (i * h + h * c + n * i) + 64 * chunk * max(i, h, c)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -61,19 +62,28 @@ class GroupLayout:
 
     blocks: tuple[Block, ...]
     offsets: tuple[int, ...]  # each block's start in the output, then the output's size
-    hidden: tuple[UnitRangeWork, ...]  # the W1/b1 blocks' work; destinations index the output
-    logits: tuple[tuple[int, Block], ...]  # (output start, block) of each W2/b2 block
+    input_size: int
+    hidden_size: int
 
     @classmethod
     def of(cls, blocks: Sequence[Block], input_size: int, hidden: int) -> GroupLayout:
         offsets = np.cumsum([0, *(b.size for b in blocks)]).tolist()
-        on_hidden = [k for k, b in enumerate(blocks) if b.param in ("W1", "b1")]
-        work: list[UnitRangeWork] = []
-        if on_hidden:
-            starts = np.array([offsets[k] for k in on_hidden], dtype=np.intp)
-            work = hidden_work([blocks[k] for k in on_hidden], input_size, hidden, starts)
-        logits = tuple((offsets[k], b) for k, b in enumerate(blocks) if b.param in ("W2", "b2"))
-        return cls(tuple(blocks), tuple(offsets), tuple(work), logits)
+        return cls(tuple(blocks), tuple(offsets), input_size, hidden)
+
+    @cached_property
+    def hidden(self) -> tuple[UnitRangeWork, ...]:
+        """The W1/b1 blocks' work, destinations indexing the output; planned at the first numerical call
+        (other methods never need it)."""
+        on_hidden = [k for k, b in enumerate(self.blocks) if b.param in ("W1", "b1")]
+        if not on_hidden:
+            return ()
+        starts = np.array([self.offsets[k] for k in on_hidden], dtype=np.intp)
+        return tuple(hidden_work([self.blocks[k] for k in on_hidden], self.input_size, self.hidden_size, starts))
+
+    @cached_property
+    def logits(self) -> tuple[tuple[int, Block], ...]:
+        """(output start, block) of each W2/b2 block."""
+        return tuple((self.offsets[k], b) for k, b in enumerate(self.blocks) if b.param in ("W2", "b2"))
 
     @property
     def size(self) -> int:
