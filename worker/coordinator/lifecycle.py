@@ -20,7 +20,8 @@ from worker.fanout.gradient import FanoutGradient, StartLoops
 from worker.gang.run import GangRun, StartReplicas
 from worker.scheduling.heartbeat import alive_workers
 from worker.scheduling.plan import plan
-from worker.scheduling.recovery import Lease, LeaseLost, load_checkpoint, rewind_progress
+from worker.scheduling.recovery import Lease, LeaseLost
+from worker.state.checkpoints import resume
 from worker.state.errors import BlockFailed, CoordinatorStopping, JobCancelled, JobStopped, node_label, public_reason
 from worker.state.job_store import JobStore
 from worker.state.specs import train_config
@@ -28,7 +29,7 @@ from worker.state.transfer import StepData
 from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.io import weights_bytes
-from zdl.train import TrainConfig, Trainer, TrainerState
+from zdl.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
     fanout = None
     try:
         if 0 < blocks <= min(live, config.hidden_size):  # one replica per group, every group on a worker of its own
-            state = _resume_state(job_id, client, store) if resuming else None
+            state = resume(client, store.settings, job_id) if resuming else None
             gang = GangRun(client, data, store.settings, job_id, owner, run, spec, blocks, send.replicas, reporter)
             final = gang.run(state)
             params, history = final.params, final.history.to_dict()
@@ -114,7 +115,7 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         else:
             trainer, fanout = _build(job_id, owner, config, dataset, blocks, client, data, store, send.loops)
             if resuming:
-                state = _resume_state(job_id, client, store)
+                state = resume(client, store.settings, job_id)
                 if state is not None:
                     trainer.restore(state)
                 if fanout is not None:
@@ -172,16 +173,6 @@ def _count_crash(client: redis.Redis, data: StepData, store: JobStore, job_id: s
     if record.get("run_state") == "running" and record.get("redis_epochs") == _redis_epochs(client, data):
         crashes = int(client.hincrby(store.keys(job_id).record, "crashes", 1))
     return crashes
-
-
-def _resume_state(job_id: str, client: redis.Redis, store: JobStore) -> TrainerState | None:
-    """The last checkpoint (None: start again), with what was recorded after it forgotten."""
-    state = load_checkpoint(client, store.settings, job_id)
-    step = 0 if state is None else state.step
-    rewind_progress(client, store.settings, job_id, step)
-    client.hset(store.keys(job_id).record, "resumed_from", step)
-    log.warning("job %s: resuming from iteration %d", job_id, step)
-    return state
 
 
 def _build(job_id: str, owner: str, config: TrainConfig, dataset: str, blocks: int, client: redis.Redis,

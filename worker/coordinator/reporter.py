@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from worker.scheduling.recovery import Lease, LeaseLost, queue_checkpoint
+from worker.scheduling.recovery import Lease, LeaseLost
 from worker.state import stats
+from worker.state.checkpoints import queue_checkpoint
 from worker.state.errors import CoordinatorStopping, JobCancelled, JobStopped
 from worker.state.job_store import JobStore
 from zdl.history import History

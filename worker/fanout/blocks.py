@@ -7,7 +7,6 @@ the first completion notice of each group.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -15,11 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from worker.settings import Settings
 from worker.state.errors import GroupCancelled, GroupHandedBack
+from worker.state.frames import pack
 from worker.state.keys import StepKeys
 from worker.state.transfer import ArrayRef, StepData
 from zdl.engine import Block, BlockGroup, block_groups
@@ -140,7 +137,7 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
     seconds = time.perf_counter() - began
     notice["seconds"] = seconds
     with data.client.pipeline(transaction=False) as pipe:
-        data.push(pipe, keys.done, encode_notice(notice, values), settings.step_key_ttl_s)
+        data.push(pipe, keys.done, pack(notice) if values is None else pack(notice, values), settings.step_key_ttl_s)
         pipe.execute()
     return seconds
 
@@ -154,16 +151,3 @@ def _what_failed(exc: Exception) -> str:
     return f"internal error ({type(exc).__name__})"
 
 
-def encode_notice(header: Mapping[str, Any], values: NDArray[np.float64] | None) -> bytes:
-    """A completion notice: one JSON line, then the group's gradient values as raw float64 bytes.
-
-    The values ride in the notice itself, so the coordinator has them the moment its BLPOP returns,
-    without a second round trip to fetch a result key.
-    """
-    payload = b"" if values is None else np.ascontiguousarray(values, dtype=np.float64).tobytes()
-    return json.dumps(dict(header)).encode() + b"\n" + payload
-
-
-def decode_notice(raw: bytes) -> tuple[dict[str, Any], NDArray[np.float64]]:
-    header, _, payload = raw.partition(b"\n")
-    return json.loads(header), np.frombuffer(payload, dtype=np.float64)

@@ -29,10 +29,11 @@ import redis
 from numpy.typing import NDArray
 
 from worker.fanout.block_loop import STOP, LoopStart, encode_request
-from worker.fanout.blocks import BlockRequest, all_groups, decode_notice
+from worker.fanout.blocks import BlockRequest, all_groups
 from worker.scheduling.heartbeat import alive_workers, recently_lost_workers
 from worker.settings import Settings
 from worker.state.errors import BlockFailed, JobCancelled
+from worker.state.frames import unpack
 from worker.state.keys import RunKeys, StepKeys
 from worker.state.replies import as_bytes
 from worker.state.transfer import StepData
@@ -167,7 +168,7 @@ class FanoutGradient:
                     raise JobCancelled(self.job_id)
                 self._resend_lost(keys, run_keys, requests, pending)
                 continue
-            notice, values = decode_notice(as_bytes(item[1]))
+            notice, values = unpack(as_bytes(item[1]))  # the group's values ride in its notice
             if "error" in notice:
                 raise BlockFailed(notice["error"])
             group = int(notice["group"])

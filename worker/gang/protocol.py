@@ -26,19 +26,11 @@ Keys of one turn (step Redis, expiring), under `<p>:gang:<job>:<run>.<turn>`:
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from worker.settings import Settings
-from zdl.history import History
-from zdl.nets import PARAM_NAMES
-from zdl.train import TrainerState
 
 #: The loops hash value of a replica whose Celery message is sent but not started: "queued:<unix time>".
 QUEUED = "queued:"
@@ -104,32 +96,3 @@ class ReplicaStart:
     def from_dict(cls, data: Mapping[str, Any]) -> ReplicaStart:
         return cls(str(data["job_id"]), str(data["owner"]), int(data["run"]), int(data["turn"]),
                    int(data["replica"]), int(data["replicas"]), str(data["prefix"]), dict(data["spec"]))
-
-
-def pack(header: Mapping[str, Any], *arrays: NDArray[Any]) -> bytes:
-    """One JSON line, then the arrays' float64 bytes (their shapes are the header's business)."""
-    body = b"".join(np.ascontiguousarray(a, dtype=np.float64).tobytes() for a in arrays)
-    return json.dumps(dict(header)).encode() + b"\n" + body
-
-
-def unpack(raw: bytes) -> tuple[dict[str, Any], NDArray[np.float64]]:
-    header, _, body = raw.partition(b"\n")
-    return json.loads(header), np.frombuffer(body, dtype=np.float64)
-
-
-def state_fields(state: TrainerState) -> tuple[dict[str, Any], NDArray[np.float64]]:
-    """A trainer state (without its history) as a JSON-able header and its parameters laid end to end."""
-    header = {"step": state.step, "rng": state.rng_state,
-              "shapes": {name: list(state.params[name].shape) for name in PARAM_NAMES}}
-    return header, np.concatenate([np.ravel(state.params[name]) for name in PARAM_NAMES])
-
-
-def read_state(header: Mapping[str, Any], values: NDArray[np.float64], history: History) -> TrainerState:
-    """The inverse of `state_fields`, with `history` as the state's history."""
-    params, at = {}, 0
-    for name in PARAM_NAMES:
-        shape = tuple(header["shapes"][name])
-        size = math.prod(shape)
-        params[name] = values[at : at + size].reshape(shape).copy()
-        at += size
-    return TrainerState(int(header["step"]), params, header["rng"], history)

@@ -14,9 +14,11 @@ from numpy.typing import NDArray
 
 from worker.fanout.blocks import all_groups, prepared_group
 from worker.fanout.gradient import gather_layout
-from worker.gang.protocol import ReplicaStart, pack, read_state, state_fields, unpack
+from worker.gang.protocol import ReplicaStart
 from worker.gang.shared_parts import SharedParts
 from worker.settings import Settings
+from worker.state.checkpoints import decode_state, state_fields
+from worker.state.frames import pack, unpack
 from worker.state.keys import JobKeys
 from worker.state.replies import maybe_bytes
 from worker.state.specs import train_config
@@ -86,8 +88,7 @@ def replica_trainer(start: ReplicaStart, state: bytes | None) -> Trainer:
     dataset = str(start.spec["dataset"])
     trainer = Trainer(load_mnist(dataset=dataset), config, output_size=dataset_shape(dataset)[1])
     if state is not None:
-        header, values = unpack(state)
-        trainer.restore(read_state(header, values, History(config=trainer.history.config)))
+        trainer.restore(decode_state(state, History(config=trainer.history.config)))
     return trainer
 
 

@@ -18,11 +18,12 @@ from typing import Any
 import redis
 
 from worker.coordinator.reporter import StepReporter
-from worker.gang.protocol import QUEUED, GangKeys, ReplicaStart, pack, read_state, state_fields, unpack
+from worker.gang.protocol import QUEUED, GangKeys, ReplicaStart
 from worker.scheduling.heartbeat import alive_workers, recently_lost_workers
-from worker.scheduling.recovery import load_checkpoint, rewind_progress
 from worker.settings import Settings
+from worker.state.checkpoints import encode_state, read_state, resume
 from worker.state.errors import BlockFailed, JobCancelled
+from worker.state.frames import unpack
 from worker.state.keys import JobKeys
 from worker.state.replies import as_bytes, hash_reply
 from worker.state.transfer import StepData
@@ -106,7 +107,7 @@ class GangRun:
                                self.spec) for r in range(self.replicas)]
         with self.data.client.pipeline(transaction=False) as pipe:
             if state is not None:
-                pipe.set(keys.state, pack(*state_fields(state)), ex=ttl)
+                pipe.set(keys.state, encode_state(state), ex=ttl)
             pipe.hset(keys.loops, mapping={str(r): f"{QUEUED}{time.time()}" for r in range(self.replicas)})
             for key in (keys.loops, keys.progress):
                 pipe.expire(key, ttl)
@@ -179,8 +180,5 @@ class GangRun:
 
     def _rewind(self) -> RunState:
         """Back to the last checkpoint (or the start), the job's record too."""
-        state = load_checkpoint(self.client, self.settings, self.job_id)
-        step = 0 if state is None else state.step
-        rewind_progress(self.client, self.settings, self.job_id, step)
-        self.client.hset(self.record, "resumed_from", step)
+        state = resume(self.client, self.settings, self.job_id)
         return RunState(History.from_dict(state.history.to_dict()) if state else History(), state)

@@ -1,17 +1,14 @@
-"""Surviving a dead coordinator: a lease on each running job, checkpoints, and a sweep that re-enqueues orphans.
+"""Surviving a dead coordinator: a lease on each running job, and a sweep that re-enqueues orphans.
 
-The process coordinating a job holds its lease: a Redis key with the process's run token and a short
-expiry, refreshed by a thread. Every `checkpoint_every` iterations the coordinator saves step,
-parameters, history and random-generator state (`zdl.train.Trainer.state()`). Coordinator workers
-sweep the running jobs every heartbeat; one whose lease has expired has lost its coordinator and is
-sent to the coordinator queue again, where a worker takes the lease and resumes from the checkpoint
-(`Trainer.restore()`). Iterations after the checkpoint are recomputed from the checkpoint's state, and
-their losses dropped first, so none is applied twice; the result is bit-identical to an undisturbed run.
+The process coordinating a job holds its lease: a `redis.lock.Lock` on the job's lease key whose token
+names the process (host:pid:nonce), with a short expiry that a thread refreshes. Coordinator workers sweep
+the running jobs every heartbeat; one whose lease has expired has lost its coordinator and is sent to the
+coordinator queue again, where a worker takes the lease and resumes from the job's last checkpoint
+(`worker.state.checkpoints.resume`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -20,22 +17,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import redis
+from redis.exceptions import LockError, LockNotOwnedError
 
 from worker.settings import Settings
 from worker.state import keys
 from worker.state.keys import JobKeys
-from worker.state.replies import Fields, hash_reply, texts
-from zdl.history import History
-from zdl.nets import PARAM_NAMES
-from zdl.train import TrainerState
+from worker.state.replies import texts
 
 log = logging.getLogger(__name__)
-
-# Refresh or release the lease only while it is still ours (compare and act in one step, inside Redis).
-_REFRESH = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class LeaseLost(Exception):
@@ -46,17 +36,17 @@ class Lease:
     """The right to coordinate one job; `lost` is set if the refresher finds the lease taken or gone."""
 
     def __init__(self, client: redis.Redis, settings: Settings, job_id: str) -> None:
-        self.client, self.settings = client, settings
+        self.settings = settings
         self.key = JobKeys.of(settings, job_id).lease
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.ttl_ms = int(1000 * settings.heartbeat_ttl_s)
+        self.lock = client.lock(self.key, timeout=settings.heartbeat_ttl_s, blocking=False, thread_local=False)
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> bool:
         """Take the lease if nobody holds it, and start refreshing it."""
-        if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+        if not self.lock.acquire(token=self.token):
             return False
         self._thread = threading.Thread(target=self._refresh, name="zdl-lease", daemon=True)
         self._thread.start()
@@ -65,62 +55,26 @@ class Lease:
     def _refresh(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
-                if not self.client.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms):
-                    log.warning("lease %s lost", self.key)
-                    self.lost.set()
-                    return
+                self.lock.reacquire()  # back to the full expiry, only while the token is still ours
+            except LockNotOwnedError:
+                log.warning("lease %s lost", self.key)
+                self.lost.set()
+                return
             except redis.RedisError as exc:  # Redis away: the lease will lapse; the coordinator notices too
                 log.warning("could not refresh lease %s: %s", self.key, exc)
 
     def release(self) -> None:
+        """Stop refreshing and give the lease up if it is still ours (never held, or taken: nothing to do)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        if self._thread is None:
+            return
+        self._thread.join(timeout=2)
         try:
-            self.client.eval(_RELEASE, 1, self.key, self.token)
+            self.lock.release()
+        except LockError:  # taken by another process, or expired meanwhile
+            pass
         except redis.RedisError as exc:  # it expires by itself
             log.warning("could not release lease %s: %s", self.key, exc)
-
-
-def queue_checkpoint(pipe: redis.client.Pipeline, settings: Settings, job_id: str, state: TrainerState) -> None:
-    """Queue the writing of `state` on `pipe` (one HSET: a reader sees the old checkpoint or the new one)."""
-    mapping: Fields = {
-        "step": str(state.step), "rng": json.dumps(state.rng_state), "history": state.history.to_json(),
-    }
-    for name in PARAM_NAMES:
-        array = np.ascontiguousarray(state.params[name], dtype=np.float64)
-        mapping[name], mapping[f"{name}.shape"] = array.tobytes(), json.dumps(list(array.shape))
-    pipe.hset(JobKeys.of(settings, job_id).checkpoint, mapping=mapping)
-
-
-def load_checkpoint(client: redis.Redis, settings: Settings, job_id: str) -> TrainerState | None:
-    raw = hash_reply(client.hgetall(JobKeys.of(settings, job_id).checkpoint))
-    if not raw:
-        return None
-    params = {name: np.frombuffer(raw[name.encode()], dtype=np.float64).reshape(json.loads(raw[f"{name}.shape"
-                                                                                                  .encode()]))
-              for name in PARAM_NAMES}
-    return TrainerState(int(raw[b"step"]), params, json.loads(raw[b"rng"]),
-                        History.from_json(raw[b"history"].decode()))
-
-
-def rewind_progress(client: redis.Redis, settings: Settings, job_id: str, step: int) -> None:
-    """Drop the losses and evaluations recorded after `step` (they will be recorded again)."""
-    k = JobKeys.of(settings, job_id)
-
-    def rewind(pipe: redis.client.Pipeline) -> None:
-        epochs = [e for e in pipe.lrange(k.epochs, 0, -1) if json.loads(e)["iteration"] < step]
-        pipe.multi()
-        if step > 0:
-            pipe.ltrim(k.loss, 0, step - 1)
-        else:
-            pipe.delete(k.loss)
-        pipe.delete(k.epochs)
-        if epochs:
-            pipe.rpush(k.epochs, *epochs)
-        pipe.hset(k.record, "iteration", step)
-
-    client.transaction(rewind, k.epochs)
 
 
 def recover_orphans(client: redis.Redis, settings: Settings, enqueue: Callable[[str], Any]) -> list[str]:
