@@ -12,7 +12,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker.scheduling.heartbeat import alive_workers
+from worker.scheduling.admission import live_workers
 from worker.settings import Settings
 from worker.state import stats
 from worker.state.job_store import JobStore
@@ -34,7 +34,7 @@ class ServiceCollector(Collector):
         yield jobs
         workers = GaugeMetricFamily("zdl_workers", "Workers with a live heartbeat, by queue", labels=["queue"])
         for queue in (self.settings.coordinator_queue, self.settings.blocks_queue):
-            workers.add_metric([queue], len(alive_workers(self.client, self.settings, queue)))
+            workers.add_metric([queue], live_workers(self.client, self.settings, queue))
         yield workers
         done = self.client.get(stats.iterations_key(self.settings, self.owner))
         yield CounterMetricFamily("zdl_iterations", "Training iterations done, all jobs", value=int(done or 0))

@@ -8,15 +8,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from api.models import Estimate, JobCreate, JobOut
-from worker.celery_app.app import RUN_JOB
-from worker.scheduling import scheduler
-from worker.scheduling.heartbeat import alive_workers
-from worker.scheduling.plan import plan, refusal
+from worker.celery_app.enqueue import JobQueue
+from worker.scheduling.admission import live_workers, plan, refusal
 from worker.settings import Settings
 from worker.state.job_store import JobStore, QuotaExceeded, result_bytes
 from zdl.datasets import dataset_shape
@@ -54,7 +51,7 @@ def check_spec(spec: JobCreate, settings: Settings) -> None:
 def admit(spec: dict[str, Any], store: JobStore) -> None:
     """Nothing if the cluster can run the job; else a 422 with the estimate, the limit it breaks and what to change."""
     settings = store.settings
-    job = plan(spec, settings, len(alive_workers(store.client, settings, settings.blocks_queue)))
+    job = plan(spec, settings, live_workers(store.client, settings, settings.blocks_queue))
     refused = refusal(job, spec, settings)
     if refused is not None:
         loc, message = refused
@@ -89,7 +86,7 @@ class UnreadableJob(Exception):
     """A stored job record that does not validate as a job (answered as a 500 with a request id)."""
 
 
-def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,
+def submit(store: JobStore, queue: JobQueue, spec: JobCreate, owner: str,
            idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
     """Create `owner`'s job (or return the one their Idempotency-Key made) and let the scheduler start it if
     a coordinator slot is free: (record, created).
@@ -111,12 +108,8 @@ def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,
             raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for a different request body")
         return record, False
     try:
-        scheduler.dispatch(store.client, store.settings, send_to_coordinator(celery, store.settings))
+        queue.dispatch(store.client)
     except Exception:  # the job is stored and queued: a coordinator's next heartbeat starts it
         log.exception("job %s: could not dispatch it now", job_id)
     return record, True
 
-
-def send_to_coordinator(celery: Celery, settings: Settings) -> scheduler.Send:
-    """How the API hands a job to the coordinator queue (the scheduler decides when)."""
-    return lambda job_id: celery.send_task(RUN_JOB, args=[job_id], queue=settings.coordinator_queue)

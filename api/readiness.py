@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from worker.scheduling.heartbeat import alive_workers
+from worker.scheduling.admission import live_workers
 from worker.settings import Settings
 
 
@@ -16,7 +16,7 @@ def readiness(client: redis.Redis, settings: Settings,
     """(ready, report); the report names what is missing. step_client: the step Redis, if there is one."""
     try:
         client.ping()
-        workers = {q: len(alive_workers(client, settings, q)) for q in (settings.coordinator_queue,
+        workers = {q: live_workers(client, settings, q) for q in (settings.coordinator_queue,
                                                                           settings.blocks_queue)}
     except redis.RedisError as exc:
         return False, {"status": "unavailable", "redis": f"unreachable: {exc}", "workers": {}}

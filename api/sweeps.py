@@ -14,16 +14,15 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.jobs import admit, check_spec, field_error, send_to_coordinator
+from api.jobs import admit, check_spec, field_error
 from api.models import JobCreate
 from api.sweep_models import RunLinks, SweepCreate, SweepLinks, SweepOut, SweepProgress, SweepRun, SweepStatus
-from worker.scheduling import scheduler
-from worker.scheduling.heartbeat import alive_workers
+from worker.celery_app.enqueue import JobQueue
+from worker.scheduling.admission import live_workers
 from worker.state.job_store import QuotaExceeded, Record, result_bytes
 from worker.state.keys import FINISHED, STATUSES
 from worker.state.sweep_store import SweepStore
@@ -32,7 +31,7 @@ from zdl.client.bodies import SETTING_PATHS, describe, put
 log = logging.getLogger(__name__)
 
 
-def create(sweeps: SweepStore, celery: Celery, body: SweepCreate, owner: str,
+def create(sweeps: SweepStore, queue: JobQueue, body: SweepCreate, owner: str,
            idempotency_key: str | None) -> tuple[Record, bool]:
     """Create the sweep's jobs (or return the sweep this Idempotency-Key made) and let the scheduler start
     what it can: (sweep record, created). 422 for a bad run, 429 if the jobs do not all fit the quotas."""
@@ -43,7 +42,7 @@ def create(sweeps: SweepStore, celery: Celery, body: SweepCreate, owner: str,
                                     "at once (ZDL_MAX_ACTIVE_JOBS_PER_KEY="
                                     f"{settings.max_active_jobs_per_key})", body.size)
     params = body.combinations()
-    blocks = sweep_blocks(body, len(params), len(alive_workers(sweeps.client, settings, settings.blocks_queue)),
+    blocks = sweep_blocks(body, len(params), live_workers(sweeps.client, settings, settings.blocks_queue),
                           settings.max_running_jobs_per_key)
     specs = [job_spec(body, run, i, blocks, sweeps) for i, run in enumerate(params)]
     request = body.model_dump(mode="json")
@@ -61,7 +60,7 @@ def create(sweeps: SweepStore, celery: Celery, body: SweepCreate, owner: str,
             raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for a different request body")
         return record, False
     try:
-        scheduler.dispatch(sweeps.client, settings, send_to_coordinator(celery, settings))
+        queue.dispatch(sweeps.client)
     except Exception:  # the jobs are stored and queued: a coordinator's next heartbeat starts them
         log.exception("sweep %s: could not dispatch its jobs now", record["id"])
     return record, True

@@ -30,7 +30,7 @@ def create_job(
 ) -> JobOut:
     """Submit a training job; a retried POST with the same Idempotency-Key returns the same job. A job the
     cluster cannot run (too much memory per block group, too much compute) is a 422 with its estimate."""
-    record, created = jobs.submit(store, request.app.state.celery, body, owner, idempotency_key)
+    record, created = jobs.submit(store, request.app.state.job_queue, body, owner, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{record['id']}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

@@ -50,7 +50,7 @@ def create_sweep(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> SweepOut:
     """Create one job per combination of the grid's values (or per entry of `runs`), all or none."""
-    record, created = sweeps.create(sweeps_store, request.app.state.celery, body, owner, idempotency_key)
+    record, created = sweeps.create(sweeps_store, request.app.state.job_queue, body, owner, idempotency_key)
     response.headers["Location"] = f"/v1/sweeps/{record['id']}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

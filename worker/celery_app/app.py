@@ -16,19 +16,16 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.scheduling.heartbeat import Heartbeat
+from worker.celery_app.bootsteps import Heartbeat
+from worker.celery_app.enqueue import JobQueue
+from worker.celery_app.names import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA
 from worker.settings import Settings, get_settings
 from zdl.engine.kernel import kernel_name, warm_up
 
 log = logging.getLogger(__name__)
 
-RUN_JOB = "zdl.run_job"
-SERVE_BLOCKS = "zdl.serve_blocks"
-SERVE_REPLICA = "zdl.serve_replica"
-
-
 def create_app(settings: Settings | None = None) -> Celery:
-    """The app for `settings` (default: from the environment); workers and the API use `app` below."""
+    """The app for `settings` (default: from the environment); a process uses one, `app` below (`job_queue`)."""
     settings = settings or get_settings()
     app = Celery("zdl", broker=settings.redis_url, include=["worker.celery_app.tasks"])
     app.conf.update(
@@ -79,3 +76,11 @@ def freeze_startup_heap(**_: Any) -> None:
 
 
 app = create_app()
+
+
+def job_queue(settings: Settings | None = None) -> JobQueue:
+    """The coordinator queue for `settings` (default: this process's), through this process's app; settings other
+    than the environment's (an API built inside a test) get an app of their own."""
+    if settings is None or settings == get_settings():
+        return JobQueue(app, get_settings())
+    return JobQueue(create_app(settings), settings)

@@ -9,13 +9,13 @@ from typing import Any
 from celery import Task, signals
 from celery.worker import state
 
-from worker.celery_app.app import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA, app
+from worker.celery_app.app import app, job_queue
+from worker.celery_app.names import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA
 from worker.coordinator import lifecycle
 from worker.fanout import block_loop
 from worker.fanout.block_loop import LoopStart
 from worker.gang import replica
 from worker.gang.protocol import ReplicaStart
-from worker.scheduling import scheduler
 from worker.settings import get_settings
 from worker.state import keys
 from worker.state.connection import redis_client, step_data
@@ -39,7 +39,7 @@ def run_job(self: Task, job_id: str) -> str | None:
     return lifecycle.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
                              send=lifecycle.Senders(start_loops, start_replicas),
                              worker=self.request.hostname or "unknown", stopping=_terminating.is_set,
-                             after=lambda: scheduler.dispatch(client, settings, send_job))
+                             after=lambda: job_queue().dispatch(client))
 
 
 @app.task(name=SERVE_BLOCKS, bind=True)
@@ -62,11 +62,6 @@ def worker_stopping() -> bool:
     Compared by identity as Celery does: a warm shutdown sets should_stop to EX_OK, which is 0 (== False).
     """
     return any(flag is not None and flag is not False for flag in (state.should_stop, state.should_terminate))
-
-
-def send_job(job_id: str) -> None:
-    """Hand a job to the coordinator queue (the scheduler decides when)."""
-    run_job.apply_async(args=[job_id], queue=get_settings().coordinator_queue)
 
 
 def start_loops(starts: list[LoopStart]) -> None:

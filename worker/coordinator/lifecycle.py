@@ -183,6 +183,6 @@ def _build(job_id: str, owner: str, config: TrainConfig, dataset: str, blocks: i
     if config.gradient == "backprop":
         return trainer, None
     fanout = FanoutGradient(client, data, store.settings, job_id, param_shapes(trainer.net.params), config.gradient,
-                            blocks, send, cancel_flag=(store.keys(job_id).record, "cancel_requested"), owner=owner)
+                            blocks, send, cancel_record=store.keys(job_id).record, owner=owner)
     trainer.gradient_fn = fanout
     return trainer, fanout

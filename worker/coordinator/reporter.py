@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from worker.scheduling.recovery import Lease, LeaseLost
 from worker.state import stats
+from worker.state.cancel import cancelled
 from worker.state.checkpoints import queue_checkpoint
 from worker.state.errors import CoordinatorStopping, JobCancelled, JobStopped
 from worker.state.job_store import JobStore
@@ -119,7 +120,7 @@ class StepReporter:
             self.store.record_progress(pipe, self.job_id, self.losses, self.epochs, fields, event)
             cancel_flag = pipe.execute()[-1]
         self.losses, self.epochs, self.overheads, self.block_seconds = [], [], [], []
-        return bool(cancel_flag == b"1")
+        return cancelled(cancel_flag)
 
 
 def _finite(value: Any) -> bool:

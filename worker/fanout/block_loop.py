@@ -26,27 +26,18 @@ from typing import Any
 import redis
 
 from worker.fanout.blocks import BlockRequest, compute_group
+from worker.scheduling.turns import Turn, others_waiting
 from worker.settings import Settings
-from worker.state import keys
 from worker.state.errors import GroupCancelled, GroupHandedBack
-from worker.state.keys import JobKeys, RunKeys
+from worker.state.keys import RunKeys
 from worker.state.replies import as_bytes
+from worker.state.scripts import enter
 from worker.state.transfer import StepData
 
 log = logging.getLogger(__name__)
 
 #: Pushed by the coordinator when it closes a run: wakes the run's loops so they end at once.
 STOP = b"stop"
-
-#: Enter the loops hash only if the coordinator still lists this loop (not closed, not replaced as lost).
-_ENTER = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
 
 @dataclass(frozen=True)
 class LoopStart:
@@ -81,11 +72,11 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
     client: the main Redis (the Celery queues); data: where the run's requests and arrays are.
     """
     keys = start.keys
-    if not data.client.eval(_ENTER, 1, keys.loops, start.loop_id, worker):
+    if not enter(data.client, keys.loops, start.loop_id, worker):
         log.info("job %s: loop %s is no longer wanted; ending", start.job_id, start.loop_id)
         return 0
     served = 0
-    turn = Turn(client, settings, start)
+    turn = Turn(client, settings, start.job_id, start.owner)
     last_request = time.monotonic()
     try:
         while not stopping():
@@ -99,7 +90,7 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
                 continue
             now = time.monotonic()
             if item is None:
-                if now - last_request >= settings.block_loop_idle_s or _others_waiting(client, settings) or \
+                if now - last_request >= settings.block_loop_idle_s or others_waiting(client, settings) or \
                         not data.client.hexists(keys.loops, start.loop_id):
                     break
                 continue
@@ -109,44 +100,30 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
             last_request = time.monotonic()
             if last_request >= turn.ends_at:
                 turn.ends_at = last_request + turn.length
-                if _others_waiting(client, settings):
+                if others_waiting(client, settings):
                     break
         return served + _leave(data, settings, start, worker, turn)
     except GroupHandedBack:
         return served
 
 
-class Turn:
-    """A loop's turn on its worker, checked between chunks of a block group's work (the engine's `check`):
-    a cancelled job's group is dropped at once. When the turn is over and other loops wait, a group that has
-    run for less than a turn is handed back (at most a turn's work is redone, by a loop that starts it at the
-    beginning of its own turn), and one that has run longer is finished first: so no group is cut off for
-    ever, however long it is, and a loop overstays its turn by at most what its last group needs."""
+def group_check(turn: Turn, group_started: float) -> Callable[[], None]:
+    """The engine's `check` for one block group, begun at `group_started`: a cancelled job's group is dropped
+    at once. When the turn is over and other loops wait, a group that has run for less than a turn is handed
+    back (at most a turn's work is redone, by a loop that starts it at the beginning of its own turn), and one
+    that has run longer is finished first: so no group is cut off for ever, however long it is, and a loop
+    overstays its turn by at most what its last group needs."""
 
-    #: At most this often, the check reads the cancel flag and the Celery queue (one round trip).
-    INTERVAL_S = 0.1
-
-    def __init__(self, client: redis.Redis, settings: Settings, start: LoopStart) -> None:
-        self.client, self.settings = client, settings
-        self.record = JobKeys.of(settings, start.job_id).record
-        self.length = turn_length(client, settings, start.owner)
-        self.ends_at = time.monotonic() + self.length
-        self.group_started = time.monotonic()  # set by the loop as it starts each group
-        self._next_look = 0.0
-
-    def check(self) -> None:
-        now = time.monotonic()
-        if now < self._next_look:
+    def check() -> None:
+        look = turn.look()
+        if look is None:
             return
-        self._next_look = now + self.INTERVAL_S
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hget(self.record, "cancel_requested")
-            pipe.llen(self.settings.blocks_queue)
-            cancel, waiting = pipe.execute()
-        if cancel == b"1":
+        if look.cancelled:
             raise GroupCancelled()
-        if waiting and now >= self.ends_at and now - self.group_started < self.length:
+        if look.others_waiting and turn.used_up(look.at) and look.at - group_started < turn.length:
             raise GroupHandedBack()
+
+    return check
 
 
 def _leave(data: StepData, settings: Settings, start: LoopStart, worker: str, turn: Turn) -> int:
@@ -170,9 +147,8 @@ def _serve_one(data: StepData, settings: Settings, start: LoopStart, raw: bytes,
     except (ValueError, KeyError, TypeError) as exc:
         log.error("job %s: dropping a malformed block request (%s)", start.job_id, exc)
         return 0
-    turn.group_started = time.monotonic()
     try:
-        compute_group(data, settings, request, worker, check=turn.check)
+        compute_group(data, settings, request, worker, check=group_check(turn, time.monotonic()))
     except GroupCancelled:
         log.info("job %s: cancelled; dropping block group %d of step %d", start.job_id, request.group, request.step)
         return 0
@@ -196,15 +172,3 @@ def hand_back(data: StepData, start: LoopStart, request: BlockRequest, raw: byte
             pipe.execute()
     except redis.RedisError as exc:
         log.warning("job %s: could not hand block group %d back (%s)", start.job_id, request.group, exc)
-
-
-def turn_length(client: redis.Redis, settings: Settings, owner: str) -> float:
-    """How long a loop may keep its worker while other loops wait: `block_loop_slice_s` shared among the
-    owner's running jobs, so that each API key, not each job, gets an equal share of the block workers."""
-    running = client.zcard(keys.owner_index(settings, owner, "running")) if owner else 1
-    return settings.block_loop_slice_s / max(1, running)
-
-
-def _others_waiting(client: redis.Redis, settings: Settings) -> bool:
-    """Whether block tasks wait in the Celery queue (kombu's Redis transport keeps it as a list of that name)."""
-    return bool(client.llen(settings.blocks_queue))

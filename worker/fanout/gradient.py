@@ -30,8 +30,10 @@ from numpy.typing import NDArray
 
 from worker.fanout.block_loop import STOP, LoopStart, encode_request
 from worker.fanout.blocks import BlockRequest, all_groups
-from worker.scheduling.heartbeat import alive_workers, recently_lost_workers
+from worker.scheduling.heartbeat import alive_workers
+from worker.scheduling.lost_work import lost_entries, patience, queued, queued_ages
 from worker.settings import Settings
+from worker.state.cancel import cancel_requested
 from worker.state.errors import BlockFailed, JobCancelled
 from worker.state.frames import unpack
 from worker.state.keys import RunKeys, StepKeys
@@ -45,16 +47,12 @@ log = logging.getLogger(__name__)
 
 StartLoops = Callable[[list[LoopStart]], None]
 
-#: A loops-hash value of a loop whose Celery message is sent but not yet started: "queued:<unix time>".
-_QUEUED = "queued:"
-
-
 class FanoutGradient:
     """`(params, x, t) -> {W1, b1, W2, b2}` computed by block loops; one call per training step.
 
     client: the main Redis (worker heartbeats, the cancel flag); data: where step data goes.
     send: starts block loops (Celery tasks on the blocks queue in production).
-    cancel_flag: (hash key, field) that reads b"1" once the job is to stop; read while waiting for
+    cancel_record: the job's record, whose cancel flag (`worker.state.cancel`) is read while waiting for
         blocks (the job's reporter reads it between steps); raises JobCancelled.
     After each call, `last_wall_s` is the call's wall time, `last_block_seconds` each group's compute
     time as its worker measured it and `last_block_max_s` the slowest; wall time minus the slowest
@@ -62,13 +60,13 @@ class FanoutGradient:
     """
 
     def __init__(self, client: redis.Redis, data: StepData, settings: Settings, job_id: str, shapes: Shapes,
-                 method: str, n_groups: int, send: StartLoops, cancel_flag: tuple[str, str] | None = None,
+                 method: str, n_groups: int, send: StartLoops, cancel_record: str | None = None,
                  owner: str = "") -> None:
         self.client, self.data, self.settings, self.job_id, self.method = client, data, settings, job_id, method
         self.owner = owner
         self.shapes = dict(shapes)
         self.n_groups = n_groups
-        self.send, self.cancel_flag = send, cancel_flag
+        self.send, self.cancel_record = send, cancel_record
         self.step = 0
         self.run = 1  # the job's run (attempt): a resumed job's step keys never collide with its earlier run's
         self.last_wall_s = self.last_block_max_s = 0.0
@@ -148,9 +146,9 @@ class FanoutGradient:
     def _start_loops(self, run_keys: RunKeys, count: int) -> None:
         """List `count` new loops as queued (so they are counted from now on), then send their Celery tasks."""
         starts = [LoopStart(self.job_id, run_keys.prefix, uuid.uuid4().hex[:12], self.owner) for _ in range(count)]
-        queued = f"{_QUEUED}{time.time()}"
+        listed = queued(time.time())
         with self.data.client.pipeline(transaction=False) as pipe:
-            pipe.hset(run_keys.loops, mapping={start.loop_id: queued for start in starts})
+            pipe.hset(run_keys.loops, mapping={start.loop_id: listed for start in starts})
             pipe.expire(run_keys.loops, self.settings.step_key_ttl_s)
             pipe.execute()
         self.loops_started += count
@@ -164,7 +162,7 @@ class FanoutGradient:
         while pending:
             item = self.data.client.blpop([keys.done], timeout=self.settings.block_poll_s)
             if item is None:
-                if self.cancel_flag is not None and self.client.hget(*self.cancel_flag) == b"1":
+                if self.cancel_record is not None and cancel_requested(self.client, self.cancel_record):
                     raise JobCancelled(self.job_id)
                 self._resend_lost(keys, run_keys, requests, pending)
                 continue
@@ -193,16 +191,11 @@ class FanoutGradient:
         loops = {loop.decode(): value.decode() for loop, value in listed.items()}
         alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
         now, wall = time.monotonic(), time.time()
-        patience = self.settings.block_timeout_s
-        queued_for = {loop: wall - float(v[len(_QUEUED):]) for loop, v in loops.items() if v.startswith(_QUEUED)}
-        waited = any(now - sent > self.settings.heartbeat_ttl_s for g, sent in pending.items() if g not in claims) or \
-            any(age > self.settings.heartbeat_ttl_s for age in queued_for.values())
-        if waited and recently_lost_workers(self.client, self.settings, self.settings.blocks_queue):
-            patience = self.settings.heartbeat_ttl_s
-        lost = [g for g, sent in pending.items()
-                if (g in claims and claims[g] not in alive) or (g not in claims and now - sent > patience)]
-        lost_loops = [loop for loop, v in loops.items()
-                      if (queued_for[loop] > patience if loop in queued_for else v not in alive)]
+        queued_for = queued_ages(loops, wall)
+        unclaimed_for = {g: now - sent for g, sent in pending.items() if g not in claims}
+        limit = patience(self.client, self.settings, [*unclaimed_for.values(), *queued_for.values()])
+        lost = [g for g in pending if (g in claims and claims[g] not in alive) or unclaimed_for.get(g, 0.0) > limit]
+        lost_loops = lost_entries(loops, queued_for, alive, limit)
         if lost or lost_loops:
             log.warning("job %s step %d: pushing block groups %s again (claimed by %s; alive: %s); replacing "
                         "loops %s", self.job_id, self.step, lost, {g: claims.get(g) for g in lost}, sorted(alive),

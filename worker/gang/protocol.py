@@ -32,9 +32,6 @@ from typing import Any
 
 from worker.settings import Settings
 
-#: The loops hash value of a replica whose Celery message is sent but not started: "queued:<unix time>".
-QUEUED = "queued:"
-
 
 @dataclass(frozen=True)
 class GangKeys:

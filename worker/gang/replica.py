@@ -16,11 +16,12 @@ from worker.fanout.blocks import all_groups, prepared_group
 from worker.fanout.gradient import gather_layout
 from worker.gang.protocol import ReplicaStart
 from worker.gang.shared_parts import SharedParts
+from worker.scheduling.turns import Turn
 from worker.settings import Settings
 from worker.state.checkpoints import decode_state, state_fields
 from worker.state.frames import pack, unpack
-from worker.state.keys import JobKeys
 from worker.state.replies import maybe_bytes
+from worker.state.scripts import enter
 from worker.state.specs import train_config
 from worker.state.transfer import StepData
 from zdl.datasets import dataset_shape, load_mnist
@@ -29,16 +30,6 @@ from zdl.history import History
 from zdl.train import Progress, Trainer
 
 log = logging.getLogger(__name__)
-
-#: Join the turn only if the coordinator still lists this replica (the turn was not abandoned meanwhile).
-_ENTER = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
 
 class TurnAbandoned(Exception):
     """The coordinator gave this turn up (a replica was lost); the replica stops without a word."""
@@ -51,7 +42,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
     client: the main Redis (the job's cancel flag, the Celery queue); data: the step Redis (the turn's keys).
     """
     keys = start.keys
-    if not data.client.eval(_ENTER, 1, keys.loops, str(start.replica), worker):
+    if not enter(data.client, keys.loops, str(start.replica), worker):
         log.info("job %s turn %d: replica %d is no longer wanted", start.job_id, start.turn, start.replica)
         return 0
     steps = 0
@@ -127,7 +118,8 @@ class Exchange:
         self.group = prepared_group(shape_items, start.replicas, start.replica)
         _, self.sizes, self.gather = gather_layout(shapes, start.replicas)
         self.method = str(start.spec["gradient"]["method"])
-        self.turn = Turn(client, data, settings, start) if start.replica == 0 else None
+        # replica 0 decides when the turn ends (the same share of the workers as a block loop's)
+        self.turn = Turn(client, settings, start.job_id, start.owner, start.run) if start.replica == 0 else None
         self.waiting: dict[int, dict[int, tuple[float, NDArray[np.float64], bool]]] = {}  # parts read early, by step
         self.last = False
         self.block_seconds: list[float] = []  # each replica's compute time of the last step
@@ -143,7 +135,7 @@ class Exchange:
         step = self.trainer.step_index
         own = self.group.gradient(params, x, t, self.method, threads=self.settings.block_threads)
         computed = time.perf_counter() - began
-        last = self.turn.over(self.stopping) if self.turn is not None else False
+        last = self._turn_over() if self.turn is not None else False
         parts = {self.start.replica: (computed, own)}
         if self.shared is not None:
             self.shared.send(step, own, computed, last)
@@ -162,6 +154,17 @@ class Exchange:
         if self.shared is not None:
             self.shared.close()
             self.shared = None
+
+    def _turn_over(self) -> bool:
+        """Replica 0's look at the turn: over when its share of the workers is used and other work waits, when
+        the job was cancelled or is no longer this run's (its coordinator died and another resumed it), when the
+        coordinator abandoned the turn, or when this worker is stopping."""
+        assert self.turn is not None
+        look = self.turn.look()
+        if look is None:
+            return False
+        return look.cancelled or not look.current or (look.others_waiting and self.turn.used_up(look.at)) or \
+            self.stopping() or bool(self.data.client.exists(self.start.keys.abort))
 
     def _check_abandoned(self) -> None:
         """While waiting for the others' parts: stop if this worker is stopping or (looked at every
@@ -208,37 +211,6 @@ class Exchange:
                     self.waiting.setdefault(int(header["step"]), {})[int(header["replica"])] = \
                         (computed, values, ends)
         return last
-
-
-class Turn:
-    """Replica 0's view of the job's turn on the workers, looked at every 0.1 s: over when its share of the
-    workers is used and other work waits, when the job was cancelled or is no longer this run's (its
-    coordinator died and another resumed it), when the coordinator abandoned the turn, or when this worker
-    is stopping."""
-
-    INTERVAL_S = 0.1
-
-    def __init__(self, client: redis.Redis, data: StepData, settings: Settings, start: ReplicaStart) -> None:
-        from worker.fanout.block_loop import turn_length  # (the same share as a block loop's)
-
-        self.client, self.data, self.settings, self.start = client, data, settings, start
-        self.record = JobKeys.of(settings, start.job_id).record
-        self.length = turn_length(client, settings, start.owner)
-        self.ends_at = time.monotonic() + self.length
-        self._next_look = 0.0
-
-    def over(self, stopping: Callable[[], bool]) -> bool:
-        now = time.monotonic()
-        if now < self._next_look:
-            return False
-        self._next_look = now + self.INTERVAL_S
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.record, "cancel_requested", "status", "runs")
-            pipe.llen(self.settings.blocks_queue)
-            (cancel, status, runs), waiting = pipe.execute()
-        current = status == b"running" and runs is not None and int(runs) == self.start.run
-        return cancel == b"1" or not current or bool(waiting and now >= self.ends_at) or stopping() or \
-            bool(self.data.client.exists(self.start.keys.abort))
 
 
 class Reporter:

@@ -18,9 +18,11 @@ from typing import Any
 import redis
 
 from worker.coordinator.reporter import StepReporter
-from worker.gang.protocol import QUEUED, GangKeys, ReplicaStart
-from worker.scheduling.heartbeat import alive_workers, recently_lost_workers
+from worker.gang.protocol import GangKeys, ReplicaStart
+from worker.scheduling.heartbeat import alive_workers
+from worker.scheduling.lost_work import lost_entries, patience, queued, queued_ages
 from worker.settings import Settings
+from worker.state.cancel import cancel_requested
 from worker.state.checkpoints import encode_state, read_state, resume
 from worker.state.errors import BlockFailed, JobCancelled
 from worker.state.frames import unpack
@@ -108,7 +110,7 @@ class GangRun:
         with self.data.client.pipeline(transaction=False) as pipe:
             if state is not None:
                 pipe.set(keys.state, encode_state(state), ex=ttl)
-            pipe.hset(keys.loops, mapping={str(r): f"{QUEUED}{time.time()}" for r in range(self.replicas)})
+            pipe.hset(keys.loops, mapping={str(r): queued(time.time()) for r in range(self.replicas)})
             for key in (keys.loops, keys.progress):
                 pipe.expire(key, ttl)
             pipe.execute()
@@ -119,7 +121,7 @@ class GangRun:
         while True:
             item = self.data.client.blpop([keys.progress], timeout=self.settings.block_poll_s)
             if item is None:
-                if self.client.hget(self.record, "cancel_requested") == b"1":
+                if cancel_requested(self.client, self.record):
                     raise JobCancelled(self.job_id)  # (its replicas may still wait behind other work)
                 if self._lost(keys):
                     self._abandon(keys)
@@ -134,7 +136,7 @@ class GangRun:
                 self._record(step, progress, reporter)
             if header["end"]:
                 self.data.client.delete(keys.loops)
-                if self.client.hget(self.record, "cancel_requested") == b"1":
+                if cancel_requested(self.client, self.record):
                     raise JobCancelled(self.job_id)
                 return True
 
@@ -156,12 +158,8 @@ class GangRun:
         """Whether the turn has lost a replica (then it is abandoned: replicas see `abort` and stop)."""
         listed = {int(r): v.decode() for r, v in hash_reply(self.data.client.hgetall(keys.loops)).items()}
         alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
-        patience = self.settings.block_timeout_s
-        if recently_lost_workers(self.client, self.settings, self.settings.blocks_queue):
-            patience = self.settings.heartbeat_ttl_s
-        now = time.time()
-        lost = [r for r, value in listed.items()
-                if (now - float(value[len(QUEUED):]) > patience if value.startswith(QUEUED) else value not in alive)]
+        queued_for = queued_ages(listed, time.time())
+        lost = lost_entries(listed, queued_for, alive, patience(self.client, self.settings, queued_for.values()))
         if len(listed) < self.replicas or lost:
             log.warning("job %s turn %d: abandoned (replicas %s lost, %d listed; alive: %s)", self.job_id, self.turn,
                         lost, len(listed), sorted(alive))

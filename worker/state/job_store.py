@@ -18,6 +18,7 @@ import redis
 
 from worker.settings import Settings
 from worker.state import keys
+from worker.state.cancel import CANCEL_FIELD
 from worker.state.keys import ACTIVE, FINISHED, STATUSES, JobKeys
 from worker.state.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from zdl.datasets import dataset_shape
@@ -26,7 +27,7 @@ _FLOATS = frozenset({
     "created_at", "started_at", "finished_at", "loss", "train_acc", "test_acc", "iterations_per_s", "eta_s",
     "elapsed_s", "gradient_s", "fanout_overhead_ms", "core_seconds", "group_memory_mb",
 })
-_INTS = frozenset({"iteration", "total", "blocks", "cancel_requested", "runs", "resumed_from", "interruptions",
+_INTS = frozenset({"iteration", "total", "blocks", CANCEL_FIELD, "runs", "resumed_from", "interruptions",
                    "reserved_bytes", "diverged"})
 _JSON = frozenset({"spec"})
 
@@ -267,7 +268,7 @@ class JobStore:
         def flag(pipe: redis.client.Pipeline) -> None:
             if pipe.hget(k.record, "status") == b"running":  # never re-creates a deleted record
                 pipe.multi()
-                pipe.hset(k.record, "cancel_requested", 1)
+                pipe.hset(k.record, CANCEL_FIELD, 1)
 
         self.client.transaction(flag, k.record)
         return self.get(job_id)
@@ -351,4 +352,4 @@ class JobStore:
         pipe.hset(k.record, mapping=_encode(fields))
         if event is not None:
             pipe.publish(k.events, json.dumps({"type": "progress", **event}))
-        pipe.hget(k.record, "cancel_requested")
+        pipe.hget(k.record, CANCEL_FIELD)

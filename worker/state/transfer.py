@@ -7,7 +7,7 @@ exactly the same bits.
 
 Step data goes to the step Redis (`Settings.step_redis_url`), a server without persistence, with plain
 SET and RPUSH. Where there is none and it shares the Redis that keeps job records in an append-only
-file, it is written by scripts that keep it out of that file; `StepData` knows which.
+file, it is written by scripts (`worker.state.scripts`) that keep it out of that file; `StepData` knows which.
 """
 
 from __future__ import annotations
@@ -21,25 +21,11 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 
+from worker.state.scripts import push_unlogged, set_unlogged
 from zdl.pixels import normalize_pixels, pack_pixels
 
 #: Only plain numeric dtypes may be named in a message: nothing that could hold objects.
 _NUMERIC_KINDS = "fiub"
-
-#: Step data is transient, so it is written without entering Redis's append-only file (or replicas):
-#: `redis.set_repl(REPL_NONE)` is Redis's switch for that. A restarted Redis resumes jobs from their
-#: checkpoints, never from step keys, and the ~0.5 MB a step writes would otherwise be appended to disk.
-_SET_UNLOGGED = """
-redis.set_repl(redis.REPL_NONE)
-return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-"""
-_PUSH_UNLOGGED = """
-redis.set_repl(redis.REPL_NONE)
-local length = redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return length
-"""
-
 
 @dataclass(frozen=True)
 class ArrayRef:
@@ -96,7 +82,7 @@ class StepData:
         codes = pack_pixels(array) if pixels else None
         stored = (array if codes is None else codes).tobytes(order="C")
         if self.unlogged:
-            pipe.eval(_SET_UNLOGGED, 1, key, stored, ttl_s)
+            set_unlogged(self.client, pipe, key, stored, ttl_s)
         else:
             pipe.set(key, stored, ex=ttl_s)
         return ArrayRef(key, array.dtype.str, tuple(array.shape), codes is not None)
@@ -104,7 +90,7 @@ class StepData:
     def push(self, pipe: redis.client.Pipeline, key: str, value: bytes, ttl_s: int) -> None:
         """Queue an RPUSH of transient data (a completion notice) on `pipe`, with an expiry."""
         if self.unlogged:
-            pipe.eval(_PUSH_UNLOGGED, 1, key, value, ttl_s)
+            push_unlogged(self.client, pipe, key, value, ttl_s)
         else:
             pipe.rpush(key, value)
             pipe.expire(key, ttl_s)
