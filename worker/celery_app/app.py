@@ -20,7 +20,7 @@ from worker.celery_app.bootsteps import Heartbeat
 from worker.celery_app.enqueue import JobQueue
 from worker.celery_app.names import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA
 from worker.settings import Settings, get_settings
-from zdl.engine.kernel import kernel_name, warm_up
+from zdl.engine import kernel_name, warm_up
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 from zdl.engine.blocks import PARAM_NAMES, Block, assemble, block_groups, param_shapes, partition
 from zdl.engine.compute import METHODS, BlockGroup, block_gradient, blocks_gradient, gradient
 from zdl.engine.cost import IterationCost, iteration_cost
-from zdl.engine.kernel import kernel_name, warm_up
+from zdl.engine.kernel import kernel_name
+from zdl.engine.warmup import warm_up
 
 __all__ = [
     "METHODS",

@@ -6,14 +6,13 @@ bits (different exp and log, and the compiled forward pass sums in its own fixed
 agreeing to far below the 1e-9 the engine promises. Each is deterministic on its own.
 
 The kernels compile once per machine and are cached on disk by Numba (beside the package, or where
-that is read-only in Numba's user cache dir, or in $NUMBA_CACHE_DIR). `warm_up()` compiles or loads
-them with tiny inputs, so that no timed step pays for it.
+that is read-only in Numba's user cache dir, or in $NUMBA_CACHE_DIR). `zdl.engine.warmup.warm_up()`
+compiles or loads them with tiny inputs, so that no timed step pays for it.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from functools import cache
 
 KERNELS = ("auto", "numba", "numpy")
@@ -43,24 +42,3 @@ def resolve_kernel(kernel: str | None = None) -> str:
 def kernel_name() -> str:
     """The kernel `numerical` uses now: "numba" or "numpy"."""
     return resolve_kernel()
-
-
-def warm_up(kernel: str | None = None) -> float:
-    """Compile (or load from the cache) every compiled kernel with tiny inputs; returns the seconds taken.
-
-    A no-op for the NumPy kernel. A service worker calls this when it starts.
-    """
-    began = time.perf_counter()
-    if resolve_kernel(kernel) == "numba":
-        import numpy as np
-
-        from zdl.engine.blocks import block_groups
-        from zdl.engine.compute import blocks_gradient
-
-        rng = np.random.default_rng(0)
-        params = {"W1": rng.normal(size=(3, 2)), "b1": np.zeros(2), "W2": rng.normal(size=(2, 2)), "b2": np.zeros(2)}
-        x = np.array([[0.0, 0.5, 1.0], [0.25, 0.0, 0.0]])
-        shapes = {name: value.shape for name, value in params.items()}
-        blocks = [b for group in block_groups(shapes, 1) for b in group]
-        blocks_gradient(blocks, params, x, np.array([0, 1]), "numerical", kernel="numba")
-    return time.perf_counter() - began

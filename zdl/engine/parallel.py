@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from zdl.engine.blocks import PARAM_NAMES, Block, block_groups
 from zdl.engine.compute import BlockGroup, check_method
 from zdl.engine.inputs import Params, check_batch, check_params
-from zdl.engine.kernel import warm_up
+from zdl.engine.warmup import warm_up
 
 #: Each worker is single-threaded: N processes on N cores, no BLAS oversubscription.
 _SINGLE_THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}

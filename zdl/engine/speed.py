@@ -21,7 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from zdl.engine.cost import DATASET_STATS, MachineSpeed, iteration_cost
-from zdl.engine.kernel import resolve_kernel, warm_up
+from zdl.engine.kernel import resolve_kernel
+from zdl.engine.warmup import warm_up
 
 #: A measured factor outside this range means a probe disturbed by something else (or a broken kernel):
 #: estimates stay within it.
