@@ -12,9 +12,10 @@ from fastapi import Depends, HTTPException, Path, Request
 
 from api.auth import OwnerDep
 from worker.settings import Settings
-from worker.state.job_store import JobStore, decode_record
+from worker.state.job_store import JobStore
 from worker.state.keys import JobKeys
 from worker.state.keys import workers as workers_key
+from worker.state.records import decode_record
 from worker.state.replies import hash_reply
 
 JOB_ID = Path(description="the id POST /v1/jobs returned (32 hex digits)")

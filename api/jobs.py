@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
@@ -17,6 +18,7 @@ from worker.scheduling.admission import live_workers, plan, refusal
 from worker.settings import Settings
 from worker.state.job_store import JobStore, QuotaExceeded, result_bytes
 from zdl.datasets import dataset_shape
+from zdl.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +50,25 @@ def check_spec(spec: JobCreate, settings: Settings) -> None:
             raise field_error(loc, f"{'.'.join(loc)} is {value}, over the limit of {limit} ({env})", value)
 
 
-def admit(spec: dict[str, Any], store: JobStore) -> None:
+def admit(spec: JobSpec, store: JobStore) -> None:
     """Nothing if the cluster can run the job; else a 422 with the estimate, the limit it breaks and what to change."""
     settings = store.settings
     job = plan(spec, settings, live_workers(store.client, settings, settings.blocks_queue))
     refused = refusal(job, spec, settings)
     if refused is not None:
         loc, message = refused
-        raise field_error(loc, message, spec[loc[0]][loc[1]])
+        section, name = loc
+        raise field_error(loc, message, getattr(getattr(spec, section), name))
 
 
 def job_out(record: dict[str, Any], settings: Settings, live_block_workers: int) -> JobOut:
     """The public view of a job, with its estimate at the block workers alive now. A stored record that no
     longer reads as a job (written by a bug, or an incompatible version) is an UnreadableJob."""
     try:
-        spec = record["spec"]
+        spec = JobSpec.model_validate(record["spec"])
         job = plan(spec, settings, live_block_workers)
         estimate = Estimate(core_seconds=job.total_core_s, group_memory_mb=job.group_memory_mb,
-                            wall_s=job.wall_s(spec["training"]["iters"]), block_workers=live_block_workers)
+                            wall_s=job.wall_s(spec.training.iters), block_workers=live_block_workers)
         return JobOut.from_record(record, estimate)
     except (KeyError, TypeError, ValueError) as exc:
         raise UnreadableJob(f"job {record.get('id')}: {exc!r}") from exc
@@ -94,22 +97,29 @@ def submit(store: JobStore, queue: JobQueue, spec: JobCreate, owner: str,
     429 when the owner is at one of its limits (active jobs, stored jobs, stored bytes).
     """
     check_spec(spec, store.settings)
+    admit(spec, store)
     stored_spec = spec.model_dump(mode="json")
-    admit(stored_spec, store)
     try:
-        job_id, created = store.create(stored_spec, owner, idempotency_key, reserved_bytes=result_bytes(stored_spec))
+        job_id, created = store.create(stored_spec, owner, idempotency_key, reserved_bytes=result_bytes(spec))
     except QuotaExceeded as exc:
         raise HTTPException(429, str(exc)) from exc
     record = store.get(job_id)
     if record is None:  # deleted between the two calls
         raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} refers to a job that was just deleted")
+    return replay_or_dispatch(record, created, record["spec"] == stored_spec, idempotency_key, queue, store.client)
+
+
+def replay_or_dispatch(record: dict[str, Any], created: bool, same_request: bool, idempotency_key: str | None,
+                       queue: JobQueue, client: redis.Redis) -> tuple[dict[str, Any], bool]:
+    """(record, created) for a job or sweep just made, or found by its Idempotency-Key: a key used again must come
+    with the same request (else 409); what is new is started now if a coordinator slot is free."""
     if not created:
-        if record["spec"] != stored_spec:
+        if not same_request:
             raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for a different request body")
         return record, False
     try:
-        queue.dispatch(store.client)
-    except Exception:  # the job is stored and queued: a coordinator's next heartbeat starts it
-        log.exception("job %s: could not dispatch it now", job_id)
+        queue.dispatch(client)
+    except Exception:  # stored and queued: a coordinator's next heartbeat starts it
+        log.exception("%s: could not dispatch it now", record.get("id"))
     return record, True
 

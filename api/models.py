@@ -1,60 +1,19 @@
-"""Request and response bodies of the jobs API; defaults are the book's run (section 4.5)."""
+"""Request and response bodies of the jobs API; a job's spec is `zdl.spec.JobSpec` (the book's run by default)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
-DatasetName = Literal["mnist", "fashion-mnist"]  # zdl.datasets.DATASETS (a test keeps them equal)
-MethodName = Literal["numerical", "numerical-reference", "backprop"]  # zdl.engine.METHODS
+from zdl.spec import JobSpec
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-class Strict(BaseModel):
-    """Unknown fields are errors: a typo such as `hiden_size` must not silently train the default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelSpec(Strict):
-    hidden_size: int = Field(default=50, ge=1, description="hidden units")
-    weight_init_std: float = Field(default=0.01, ge=0, allow_inf_nan=False,
-                                   description="scale of the initial weights")
-    input_size: int | None = Field(default=None, ge=1, description="optional; must match the dataset (784)")
-    output_size: int | None = Field(default=None, ge=1, description="optional; must match the dataset (10)")
-
-
-class TrainingSpec(Strict):
-    iters: int = Field(default=10000, ge=1, description="iterations (mini-batches)")
-    batch_size: int = Field(default=100, ge=1)
-    learning_rate: float = Field(default=0.1, gt=0, allow_inf_nan=False)
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-
-
-class GradientSpec(Strict):
-    method: MethodName = Field(default="numerical", description="numerical (fast exact), numerical-reference "
-                                                                "(the book's procedure) or backprop")
-    blocks: int | Literal["auto"] = Field(default="auto",
-                                          description="block groups per step; auto: one per live block worker")
-
-    @field_validator("blocks", mode="before")
-    @classmethod
-    def _positive_or_auto(cls, value: Any) -> Any:
-        """One clear message instead of one per member of the union."""
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            return value
-        raise ValueError(f'must be a positive integer or "auto", got {value!r}')
-
-
-class JobCreate(Strict):
+class JobCreate(JobSpec):
     """The book's run is `{"dataset": "mnist"}`: every other field has the book's default."""
-
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    dataset: DatasetName
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    gradient: GradientSpec = Field(default_factory=GradientSpec)
 
 
 class Progress(BaseModel):

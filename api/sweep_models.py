@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema, field_validator, model_validator
 
-from api.models import JobCreate, JobStatus, Strict
+from api.models import JobCreate, JobStatus
+from zdl.spec import Strict
 
 #: zdl.client.bodies.SWEEP_SETTINGS (a test keeps them equal)
 AxisName = Literal["learning_rate", "hidden_size", "batch_size", "weight_init_std", "seed", "gradient", "dataset"]

@@ -9,7 +9,6 @@ the base's field (`base.training.iters: ...`).
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -18,17 +17,17 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.jobs import admit, check_spec, field_error
+from api.jobs import admit, check_spec, field_error, replay_or_dispatch
 from api.models import JobCreate
 from api.sweep_models import RunLinks, SweepCreate, SweepLinks, SweepOut, SweepProgress, SweepRun, SweepStatus
 from worker.celery_app.enqueue import JobQueue
 from worker.scheduling.admission import live_workers
-from worker.state.job_store import QuotaExceeded, Record, result_bytes
+from worker.state.job_store import QuotaExceeded, result_bytes
 from worker.state.keys import FINISHED, STATUSES
+from worker.state.records import Record
 from worker.state.sweep_store import SweepStore
 from zdl.client.bodies import SETTING_PATHS, describe, put
-
-log = logging.getLogger(__name__)
+from zdl.spec import JobSpec
 
 
 def create(sweeps: SweepStore, queue: JobQueue, body: SweepCreate, owner: str,
@@ -47,23 +46,15 @@ def create(sweeps: SweepStore, queue: JobQueue, body: SweepCreate, owner: str,
     specs = [job_spec(body, run, i, blocks, sweeps) for i, run in enumerate(params)]
     request = body.model_dump(mode="json")
     try:
-        sweep_id, created = sweeps.create(owner, request, specs, params, [result_bytes(s) for s in specs],
-                                          idempotency_key)
+        sweep_id, created = sweeps.create(owner, request, [s.model_dump(mode="json") for s in specs], params,
+                                          [result_bytes(s) for s in specs], idempotency_key)
     except QuotaExceeded as exc:
         raise HTTPException(429, str(exc)) from exc
     record = sweeps.get(sweep_id) if sweep_id is not None else None
     if record is None:
         raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for a job that is not (or no longer) "
                                  "part of a sweep")
-    if not created:
-        if record["request"] != request:
-            raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for a different request body")
-        return record, False
-    try:
-        queue.dispatch(sweeps.client)
-    except Exception:  # the jobs are stored and queued: a coordinator's next heartbeat starts them
-        log.exception("sweep %s: could not dispatch its jobs now", record["id"])
-    return record, True
+    return replay_or_dispatch(record, created, record["request"] == request, idempotency_key, queue, sweeps.client)
 
 
 def sweep_blocks(body: SweepCreate, n_jobs: int, live_block_workers: int, running_per_key: int) -> int | str:
@@ -79,7 +70,7 @@ def sweep_blocks(body: SweepCreate, n_jobs: int, live_block_workers: int, runnin
 
 
 def job_spec(body: SweepCreate, run: dict[str, Any], index: int, blocks: int | str,
-             sweeps: SweepStore) -> dict[str, Any]:
+             sweeps: SweepStore) -> JobSpec:
     """The job body of one run: the base with the run's settings, checked and admitted like a posted job's."""
     spec = copy.deepcopy(body.base.model_dump(mode="json"))
     for name, value in {**run, "blocks": blocks}.items():
@@ -87,13 +78,12 @@ def job_spec(body: SweepCreate, run: dict[str, Any], index: int, blocks: int | s
     try:
         job = JobCreate.model_validate(spec)
         check_spec(job, sweeps.settings)
-        stored = job.model_dump(mode="json")
-        admit(stored, sweeps.jobs)
+        admit(job, sweeps.jobs)
     except ValidationError as exc:
         raise _blame(exc.errors(), body, run, index, show_value=True) from None
     except RequestValidationError as exc:  # check_spec's and admit's messages name the value already
         raise _blame([{**e, "loc": tuple(e["loc"])[1:]} for e in exc.errors()], body, run, index) from None
-    return stored
+    return job
 
 
 def _blame(errors: Any, body: SweepCreate, run: dict[str, Any], index: int,

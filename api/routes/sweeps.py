@@ -11,7 +11,7 @@ from api.auth import OwnerDep, require_owner
 from api.deps import JOB_ID_PATTERN, SettingsDep, StoreDep
 from api.models import ErrorOut
 from api.sweep_models import SweepCreate, SweepOut, SweepPage
-from worker.state.job_store import Record
+from worker.state.records import Record
 from worker.state.sweep_store import SweepStore
 
 #: Every route needs a valid key; another key's sweep is a 404 like a missing one.

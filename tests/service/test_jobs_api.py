@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from api.models import DatasetName, MethodName
 from zdl.datasets import DATASETS
 from zdl.engine import METHODS
+from zdl.spec import DatasetName, MethodName
 
 BOOK_RUN = {"model": {"hidden_size": 50, "weight_init_std": 0.01}, "dataset": "mnist",
             "training": {"iters": 10000, "batch_size": 100, "learning_rate": 0.1, "seed": 0},

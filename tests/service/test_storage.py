@@ -16,6 +16,7 @@ from worker.cluster import processes
 from worker.state import keys
 from worker.state.job_store import JobStore, result_bytes
 from worker.state.keys import JobKeys
+from zdl.spec import JobSpec
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def test_stored_jobs_quota_is_429_and_deleting_frees_room(app_client) -> None:
 
 def test_stored_bytes_quota_counts_what_results_will_take(app_client) -> None:
     big = {"dataset": "mnist", "model": {"hidden_size": 512}, "training": {"iters": 100}}
-    need = result_bytes({**big, "model": {"hidden_size": 512}, "training": {"iters": 100}})
+    need = result_bytes(JobSpec.model_validate(big))
     client = app_client(max_stored_mb_per_key=2.5 * need / 2**20)
     assert [client.post("/v1/jobs", json=big).status_code for _ in range(3)] == [201, 201, 429]
     detail = client.post("/v1/jobs", json=big).json()["detail"]

@@ -1,8 +1,7 @@
-"""Running one job: take its lease, load its data, run zdl's training loop with the fan-out gradient, store results.
-
-The loop is `zdl.train.Trainer`, the very loop `zdl train` runs; only its gradient function differs
-(block loops on Celery workers instead of local processes), which is what makes the weights bit-identical. A job found
-`running` without a live coordinator resumes from its last checkpoint (see worker/scheduling/recovery.py).
+"""One job's life on a coordinator: take its lease, start a run, run it (a gang or the fan-out:
+`worker.coordinator.runs`), report its progress, finish it (succeeded, failed, cancelled, or interrupted to
+resume elsewhere). A job found `running` without a live coordinator resumes from its last checkpoint
+(`worker.scheduling.recovery`, `worker.state.checkpoints`).
 """
 
 from __future__ import annotations
@@ -10,36 +9,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
 from worker.coordinator.reporter import StepReporter, StepTimings
-from worker.fanout.gradient import FanoutGradient, StartLoops
-from worker.gang.run import GangRun, StartReplicas
+from worker.coordinator.runs import JobRun, Senders, run_fanout, run_gang
 from worker.scheduling.heartbeat import alive_workers
 from worker.scheduling.plan import plan
 from worker.scheduling.recovery import Lease, LeaseLost
-from worker.state.checkpoints import resume
 from worker.state.errors import BlockFailed, CoordinatorStopping, JobCancelled, JobStopped, node_label, public_reason
 from worker.state.job_store import JobStore
-from worker.state.specs import train_config
 from worker.state.transfer import StepData
-from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape, load_mnist
-from zdl.engine import param_shapes
+from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape
 from zdl.io import weights_bytes
-from zdl.train import TrainConfig, Trainer
+from zdl.spec import JobSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Senders:
-    """How a coordinator starts work on the block workers: block loops (fan-out) or a gang's replicas."""
-
-    loops: StartLoops
-    replicas: StartReplicas
 
 
 def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore, send: Senders,
@@ -71,14 +57,46 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
 
 def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStore, send: Senders,
                 worker: str, lease: Lease, stopping: Callable[[], bool]) -> str | None:
+    opened = _open_run(job_id, client, data, store, worker)
+    if not isinstance(opened, JobRun):
+        return opened
+    job = opened
+
+    def reporter(timings: StepTimings | None) -> StepReporter:
+        return StepReporter(store, job_id, job.owner, timings, lease, job.started_at, stopping)
+
+    try:
+        params, history = (run_gang if job.gang else run_fanout)(job, send, reporter)
+    except JobCancelled:
+        log.info("job %s: cancelled", job_id)
+        store.finish(job_id, "cancelled")
+        return "cancelled"
+    except CoordinatorStopping:
+        log.warning("job %s: this coordinator is stopping; the job resumes from its checkpoint", job_id)
+        client.hset(store.keys(job_id).record, "run_state", "interrupted")
+        return "interrupted"
+    except (redis.RedisError, LeaseLost):
+        raise
+    except Exception as exc:
+        expected = isinstance(exc, (JobStopped, DatasetError, DatasetNotFoundError, BlockFailed, ValueError))
+        (log.warning if expected else log.exception)("job %s failed: %s", job_id, exc)
+        store.fail(job_id, public_reason(exc, job.spec.dataset), **getattr(exc, "fields", {}))
+        return "failed"
+    history["config"] = {**history["config"], "dataset": job.spec.dataset, "blocks": job.blocks, "job_id": job_id}
+    store.finish(job_id, "succeeded", weights=weights_bytes(params), history=history)
+    return "succeeded"
+
+
+def _open_run(job_id: str, client: redis.Redis, data: StepData, store: JobStore, worker: str) -> JobRun | str | None:
+    """Start (or resume) a run of the job: the run, or the status to return at once (None: not ours to run,
+    "failed": its record cannot be read, or its coordinators died too often)."""
     try:
         record = store.get(job_id)
         if record is None or record["status"] not in ("queued", "running"):
             log.info("job %s: %s; nothing to do", job_id, record and record["status"])
             return None
-        spec = record["spec"]
-        config, dataset = train_config(spec), str(spec["dataset"])
-        dataset_shape(dataset)  # a name the API would have refused
+        spec = JobSpec.model_validate(record["spec"])
+        dataset_shape(spec.dataset)  # a name the API would have refused
     except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:  # a record no run could ever read
         log.error("job %s: malformed record or spec (%r); failing it", job_id, exc)
         store.fail(job_id, f"the job's stored spec is malformed ({type(exc).__name__}) and cannot run")
@@ -99,57 +117,8 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         if not store.transition(job_id, "running", ["queued"], started_at=time.time(), worker=worker, blocks=blocks):
             return None  # cancelled meanwhile
     run = _start_run(client, data, store, job_id)
-    owner = record["owner"]
-
-    def reporter(timings: StepTimings | None) -> StepReporter:
-        return StepReporter(store, job_id, owner, timings, lease, record.get("started_at"), stopping)
-
-    fanout = None
-    try:
-        if 0 < blocks <= min(live, config.hidden_size):  # one replica per group, every group on a worker of its own
-            state = resume(client, store.settings, job_id) if resuming else None
-            gang = GangRun(client, data, store.settings, job_id, owner, run, spec, blocks, send.replicas, reporter)
-            final = gang.run(state)
-            params, history = final.params, final.history.to_dict()
-            history["config"] = asdict(config)
-        else:
-            trainer, fanout = _build(job_id, owner, config, dataset, blocks, client, data, store, send.loops)
-            if resuming:
-                state = resume(client, store.settings, job_id)
-                if state is not None:
-                    trainer.restore(state)
-                if fanout is not None:
-                    fanout.step = 0 if state is None else state.step
-            if fanout is not None:
-                fanout.run = run
-            report = reporter(fanout)
-            while not trainer.done:
-                report(trainer.step(), trainer)
-            params, history = trainer.net.params, trainer.history.to_dict()
-    except JobCancelled:
-        log.info("job %s: cancelled", job_id)
-        store.finish(job_id, "cancelled")
-        return "cancelled"
-    except CoordinatorStopping:
-        log.warning("job %s: this coordinator is stopping; the job resumes from its checkpoint", job_id)
-        client.hset(store.keys(job_id).record, "run_state", "interrupted")
-        return "interrupted"
-    except (redis.RedisError, LeaseLost):
-        raise
-    except Exception as exc:
-        expected = isinstance(exc, (JobStopped, DatasetError, DatasetNotFoundError, BlockFailed, ValueError))
-        (log.warning if expected else log.exception)("job %s failed: %s", job_id, exc)
-        store.fail(job_id, public_reason(exc, dataset), **getattr(exc, "fields", {}))
-        return "failed"
-    finally:
-        if fanout is not None:
-            try:
-                fanout.close()
-            except redis.RedisError:
-                pass  # the step keys expire by themselves
-    history["config"] = {**history["config"], "dataset": dataset, "blocks": blocks, "job_id": job_id}
-    store.finish(job_id, "succeeded", weights=weights_bytes(params), history=history)
-    return "succeeded"
+    return JobRun(job_id, record["owner"], spec, blocks, run, resuming, live, record.get("started_at"), client, data,
+                  store)
 
 
 def _redis_epochs(client: redis.Redis, data: StepData) -> str:
@@ -173,16 +142,3 @@ def _count_crash(client: redis.Redis, data: StepData, store: JobStore, job_id: s
     if record.get("run_state") == "running" and record.get("redis_epochs") == _redis_epochs(client, data):
         crashes = int(client.hincrby(store.keys(job_id).record, "crashes", 1))
     return crashes
-
-
-def _build(job_id: str, owner: str, config: TrainConfig, dataset: str, blocks: int, client: redis.Redis,
-           data: StepData, store: JobStore, send: StartLoops) -> tuple[Trainer, FanoutGradient | None]:
-    """The trainer for the job, with a fan-out gradient unless the method is backprop (computed here)."""
-    _, output_size = dataset_shape(dataset)
-    trainer = Trainer(load_mnist(dataset=dataset), config, output_size=output_size)
-    if config.gradient == "backprop":
-        return trainer, None
-    fanout = FanoutGradient(client, data, store.settings, job_id, param_shapes(trainer.net.params), config.gradient,
-                            blocks, send, cancel_record=store.keys(job_id).record, owner=owner)
-    trainer.gradient_fn = fanout
-    return trainer, fanout

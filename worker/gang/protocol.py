@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.settings import Settings
+from zdl.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class ReplicaStart:
     replica: int
     replicas: int
     prefix: str
-    spec: Mapping[str, Any]
+    spec: JobSpec
 
     @property
     def keys(self) -> GangKeys:
@@ -87,9 +88,11 @@ class ReplicaStart:
 
     def to_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "owner": self.owner, "run": self.run, "turn": self.turn,
-                "replica": self.replica, "replicas": self.replicas, "prefix": self.prefix, "spec": dict(self.spec)}
+                "replica": self.replica, "replicas": self.replicas, "prefix": self.prefix,
+                "spec": self.spec.model_dump(mode="json")}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReplicaStart:
         return cls(str(data["job_id"]), str(data["owner"]), int(data["run"]), int(data["turn"]),
-                   int(data["replica"]), int(data["replicas"]), str(data["prefix"]), dict(data["spec"]))
+                   int(data["replica"]), int(data["replicas"]), str(data["prefix"]),
+                   JobSpec.model_validate(data["spec"]))

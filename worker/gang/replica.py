@@ -22,7 +22,6 @@ from worker.state.checkpoints import decode_state, state_fields
 from worker.state.frames import pack, unpack
 from worker.state.replies import maybe_bytes
 from worker.state.scripts import enter
-from worker.state.specs import train_config
 from worker.state.transfer import StepData
 from zdl.datasets import dataset_shape, load_mnist
 from zdl.engine import param_shapes
@@ -75,8 +74,8 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
 
 def replica_trainer(start: ReplicaStart, state: bytes | None) -> Trainer:
     """The job's trainer (its data set loaded once per process), at the turn's state (None: the first step)."""
-    config = train_config(start.spec)
-    dataset = str(start.spec["dataset"])
+    config = start.spec.train_config()
+    dataset = start.spec.dataset
     trainer = Trainer(load_mnist(dataset=dataset), config, output_size=dataset_shape(dataset)[1])
     if state is not None:
         trainer.restore(decode_state(state, History(config=trainer.history.config)))
@@ -93,7 +92,7 @@ def _leave(data: StepData, start: ReplicaStart) -> None:
 def _fail(data: StepData, settings: Settings, start: ReplicaStart, exc: Exception) -> None:
     from worker.state.errors import public_reason
 
-    reason = f"replica {start.replica} of the gang failed: {public_reason(exc, str(start.spec.get('dataset')))}"
+    reason = f"replica {start.replica} of the gang failed: {public_reason(exc, start.spec.dataset)}"
     try:
         with data.client.pipeline(transaction=False) as pipe:
             pipe.rpush(start.keys.progress, pack({"error": reason}))
@@ -117,7 +116,7 @@ class Exchange:
             raise ValueError(f"a gang of {start.replicas} needs as many block groups, got {len(groups)}")
         self.group = prepared_group(shape_items, start.replicas, start.replica)
         _, self.sizes, self.gather = gather_layout(shapes, start.replicas)
-        self.method = str(start.spec["gradient"]["method"])
+        self.method = start.spec.gradient.method
         # replica 0 decides when the turn ends (the same share of the workers as a block loop's)
         self.turn = Turn(client, settings, start.job_id, start.owner, start.run) if start.replica == 0 else None
         self.waiting: dict[int, dict[int, tuple[float, NDArray[np.float64], bool]]] = {}  # parts read early, by step

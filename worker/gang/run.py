@@ -17,7 +17,6 @@ from typing import Any
 
 import redis
 
-from worker.coordinator.reporter import StepReporter
 from worker.gang.protocol import GangKeys, ReplicaStart
 from worker.scheduling.heartbeat import alive_workers
 from worker.scheduling.lost_work import lost_entries, patience, queued, queued_ages
@@ -30,11 +29,15 @@ from worker.state.keys import JobKeys
 from worker.state.replies import as_bytes, hash_reply
 from worker.state.transfer import StepData
 from zdl.history import History
+from zdl.spec import JobSpec
 from zdl.train import Progress, TrainerState
 
 log = logging.getLogger(__name__)
 
 StartReplicas = Callable[[list[ReplicaStart]], None]
+
+#: The job's reporter (`worker.coordinator.reporter.StepReporter`): called after every step with its progress.
+Report = Callable[[Progress, "RunState"], None]
 
 
 @dataclass
@@ -69,15 +72,15 @@ class GangRun:
     iteration; `run()` returns the final state."""
 
     def __init__(self, client: redis.Redis, data: StepData, settings: Settings, job_id: str, owner: str, run: int,
-                 spec: Mapping[str, Any], replicas: int, send: StartReplicas,
-                 reporter: Callable[[StepTimes], StepReporter]) -> None:
+                 spec: JobSpec, replicas: int, send: StartReplicas,
+                 reporter: Callable[[StepTimes], Report]) -> None:
         """reporter: makes the job's StepReporter, reading step times from the StepTimes it is given."""
         self.client, self.data, self.settings, self.job_id, self.owner = client, data, settings, job_id, owner
-        self.run_number, self.spec, self.planned, self.send = run, dict(spec), replicas, send
+        self.run_number, self.spec, self.planned, self.send = run, spec, replicas, send
         self.replicas = replicas
         self.new_reporter = reporter
         self.record = JobKeys.of(settings, job_id).record
-        self.total = int(spec["training"]["iters"])
+        self.total = spec.training.iters
         self.turn = 0
         self.times = StepTimes()
 
@@ -116,7 +119,7 @@ class GangRun:
             pipe.execute()
         self.send(starts)
 
-    def _follow(self, keys: GangKeys, progress: RunState, reporter: StepReporter) -> bool:
+    def _follow(self, keys: GangKeys, progress: RunState, reporter: Report) -> bool:
         """Feed replica 0's reports to the reporter until the turn ends (True) or is abandoned (False)."""
         while True:
             item = self.data.client.blpop([keys.progress], timeout=self.settings.block_poll_s)
@@ -140,7 +143,7 @@ class GangRun:
                     raise JobCancelled(self.job_id)
                 return True
 
-    def _record(self, step: Mapping[str, Any], progress: RunState, reporter: StepReporter) -> None:
+    def _record(self, step: Mapping[str, Any], progress: RunState, reporter: Report) -> None:
         history = progress.history
         history.loss.append(step["loss"])
         history.gradient_time += step["gradient_s"]

@@ -11,13 +11,12 @@ when even `max_blocks` groups would each be too long to take turns.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from worker.settings import Settings
 from zdl.datasets import PUBLISHED_SIZES, dataset_shape
 from zdl.engine.cost import MachineSpeed, iteration_cost
+from zdl.spec import JobSpec
 
 #: Resident memory of an idle block worker (Celery, NumPy, Numba and the compiled kernels), measured on the
 #: project's VM; a group's own memory comes on top of it.
@@ -48,17 +47,17 @@ class JobPlan:
         return self.total_core_s - iters * self.step_core_s + iters * step
 
 
-def plan(spec: Mapping[str, Any], settings: Settings, live_block_workers: int) -> JobPlan:
-    """The plan of a job spec (as the API stores it) with the block workers alive now."""
-    model, training, method = spec["model"], spec["training"], spec["gradient"]["method"]
-    dataset, hidden, batch, iters = spec["dataset"], model["hidden_size"], training["batch_size"], training["iters"]
+def plan(spec: JobSpec, settings: Settings, live_block_workers: int) -> JobPlan:
+    """The plan of a job spec with the block workers alive now."""
+    method, dataset, hidden = spec.gradient.method, spec.dataset, spec.model.hidden_size
+    batch, iters = spec.training.batch_size, spec.training.iters
     inputs, outputs = dataset_shape(dataset)
     speed = machine_speed_of(settings)
     one_group = iteration_cost(inputs, hidden, outputs, batch, method, dataset, speed=speed)
     groups = 0
     cost = one_group
     if method != "backprop":
-        requested = spec["gradient"].get("blocks", "auto")
+        requested = spec.gradient.blocks
         wanted = max(live_block_workers, 1) if requested == "auto" else int(requested)
         needed = math.ceil(one_group.compute_core_seconds / settings.block_group_target_s)
         groups = max(1, min(max(wanted, needed), settings.max_blocks))
@@ -82,10 +81,10 @@ def machine_speed_of(settings: Settings) -> MachineSpeed:
     return machine_speed()
 
 
-def refusal(job: JobPlan, spec: Mapping[str, Any], settings: Settings) -> tuple[tuple[str, ...], str] | None:
+def refusal(job: JobPlan, spec: JobSpec, settings: Settings) -> tuple[tuple[str, str], str] | None:
     """None if the cluster can run the job, else (the field to change, a message with the estimate, the
     limit and what to change)."""
-    method = spec["gradient"]["method"]
+    method = spec.gradient.method
     if job.groups and job.group_memory_mb > settings.worker_memory_mb:
         return ("training", "batch_size"), (
             f"one block group of this job needs about {job.group_memory_mb:.0f} MB, over a block worker's "

@@ -20,58 +20,23 @@ from worker.settings import Settings
 from worker.state import keys
 from worker.state.cancel import CANCEL_FIELD
 from worker.state.keys import ACTIVE, FINISHED, STATUSES, JobKeys
-from worker.state.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
+from worker.state.records import Record, decode_record, encode_fields
+from worker.state.replies import as_bytes, hash_reply, maybe_bytes, text, transaction
 from zdl.datasets import dataset_shape
-
-_FLOATS = frozenset({
-    "created_at", "started_at", "finished_at", "loss", "train_acc", "test_acc", "iterations_per_s", "eta_s",
-    "elapsed_s", "gradient_s", "fanout_overhead_ms", "core_seconds", "group_memory_mb",
-})
-_INTS = frozenset({"iteration", "total", "blocks", CANCEL_FIELD, "runs", "resumed_from", "interruptions",
-                   "reserved_bytes", "diverged"})
-_JSON = frozenset({"spec"})
-
-Record = dict[str, Any]
+from zdl.spec import JobSpec
 
 
-def result_bytes(spec: Mapping[str, Any]) -> int:
+def result_bytes(spec: JobSpec) -> int:
     """At most what a job's results take in Redis: weights (.npz of float64), its history (a JSON number of
     about 20 characters per iteration) and its record. Reserved against the owner's quota when it is made."""
-    input_size, output_size = dataset_shape(spec["dataset"])
-    hidden: int = spec["model"]["hidden_size"]
+    input_size, output_size = dataset_shape(spec.dataset)
+    hidden = spec.model.hidden_size
     n_params = input_size * hidden + hidden + hidden * output_size + output_size
-    iters: int = spec["training"]["iters"]
-    return 8 * n_params + 32 * iters + 8192
+    return 8 * n_params + 32 * spec.training.iters + 8192
 
 
 class QuotaExceeded(Exception):
     """The owner has reached one of its limits (active jobs, stored jobs, stored bytes): a 429 that says which."""
-
-
-def decode_record(raw: Mapping[bytes, bytes]) -> Record:
-    """A job record from its Redis hash (bytes to typed values)."""
-    record: Record = {}
-    for key_bytes, value_bytes in raw.items():
-        key, value = key_bytes.decode(), value_bytes.decode()
-        if key in _FLOATS:
-            record[key] = float(value)
-        elif key in _INTS:
-            record[key] = int(value)
-        elif key in _JSON:
-            record[key] = json.loads(value)
-        else:
-            record[key] = value
-    return record
-
-
-def _encode(fields: Mapping[str, Any]) -> Fields:
-    """Hash values as text; floats with repr so they read back exactly; None fields are skipped."""
-    out: Fields = {}
-    for key, value in fields.items():
-        if value is None:
-            continue
-        out[key] = json.dumps(value) if key in _JSON else repr(value) if isinstance(value, float) else str(value)
-    return out
 
 
 class JobStore:
@@ -115,7 +80,7 @@ class JobStore:
         job_ids = [uuid.uuid4().hex for _ in specs]
         now = time.time()
         created = {job_id: now + 1e-6 * i for i, job_id in enumerate(job_ids)}  # distinct: queues keep their order
-        records = [_encode({**(fields or {}), "id": job_id, "status": "queued", "spec": dict(spec),
+        records = [encode_fields({**(fields or {}), "id": job_id, "status": "queued", "spec": dict(spec),
                             "created_at": created[job_id], "owner": owner, "iteration": 0,
                             "total": spec["training"]["iters"], "reserved_bytes": reserved,
                             "idempotency_key": idempotency_key if job_id == job_ids[0] else None})
@@ -238,7 +203,7 @@ class JobStore:
             if current is None or current.decode() not in allowed:
                 return False
             pipe.multi()
-            pipe.hset(k.record, mapping=_encode({"status": to, **fields}))
+            pipe.hset(k.record, mapping=encode_fields({"status": to, **fields}))
             for index in self._status_indexes(owner):
                 pipe.zrem(index(current.decode()), job_id)
                 pipe.zadd(index(to), {job_id: float(created or 0)})  # lists stay in creation order
@@ -349,7 +314,7 @@ class JobStore:
             pipe.rpush(k.loss, *map(repr, losses))
         if epochs:
             pipe.rpush(k.epochs, *(json.dumps(dict(e)) for e in epochs))
-        pipe.hset(k.record, mapping=_encode(fields))
+        pipe.hset(k.record, mapping=encode_fields(fields))
         if event is not None:
             pipe.publish(k.events, json.dumps({"type": "progress", **event}))
         pipe.hget(k.record, CANCEL_FIELD)

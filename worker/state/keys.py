@@ -6,7 +6,7 @@
     <p>:job:<id>:history         string  the final zdl History JSON
     <p>:job:<id>:weights         string  the final weights, .npz bytes
     <p>:job:<id>:events          channel pub/sub progress and status events (for SSE)
-    <p>:job:<id>:checkpoint      hash    step, params (raw bytes), history and RNG state every K steps
+    <p>:job:<id>:checkpoint      hash    the trainer state (a frame: step, RNG, shapes, float64 params) and history
     <p>:job:<id>:lease           string  the run token of the process coordinating the job (expiring)
     <p>:job:<id>:resume          string  set for a moment when a worker re-enqueues an orphaned job
     <p>:jobs / <p>:jobs:<status> zset    job ids by creation time, all and per status (metrics, recovery)

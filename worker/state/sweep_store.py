@@ -20,8 +20,9 @@ from typing import Any
 import redis
 
 from worker.state import keys
-from worker.state.job_store import JobStore, Record, decode_record
+from worker.state.job_store import JobStore
 from worker.state.keys import FINISHED
+from worker.state.records import Record, decode_record
 from worker.state.replies import hash_reply, text, texts
 
 _JSON = frozenset({"request", "jobs", "params"})

@@ -1,4 +1,5 @@
-"""Job bodies from Python settings: `TrainConfig`'s names (as `zdl train`'s flags), plus `dataset` and `blocks`.
+"""Job specs (`zdl.spec.JobSpec`) from Python settings: `TrainConfig`'s names (as `zdl train`'s flags), plus
+`dataset` and `blocks`.
 
 `client.submit(learning_rate=0.5, hidden_size=100)` and `client.submit(TrainConfig(...))` both become the
 body `POST /v1/jobs` takes; a sweep varies settings by the same names.
@@ -10,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from zdl.spec import JobSpec
 from zdl.train import TrainConfig
 
 #: Where each setting goes in a job body (`{"model": {...}, "dataset": ..., "training": {...}, "gradient": {...}}`).
@@ -33,19 +35,19 @@ def check_names(settings: Mapping[str, Any], allowed: tuple[str, ...] | None = N
         raise TypeError(f"unknown {what} {unknown[0]!r}; the known ones are {', '.join(known)}")
 
 
-def job_body(config: TrainConfig | None = None, **settings: Any) -> dict[str, Any]:
-    """The job body of `config` (default: the book's run) with `settings` on top; `dataset` defaults to mnist
-    and `blocks` to "auto". Values are checked by TrainConfig here, limits by the service."""
+def job_spec(config: TrainConfig | None = None, **settings: Any) -> JobSpec:
+    """The job spec of `config` (default: the book's run) with `settings` on top; `dataset` defaults to mnist
+    and `blocks` to "auto". Values are checked by TrainConfig and JobSpec here, limits by the service."""
     check_names(settings)
+    plain_settings = {name: plain(value) for name, value in settings.items()}
     config = dataclasses.replace(config or TrainConfig(),
-                                 **{k: v for k, v in settings.items() if k in _CONFIG_FIELDS})
-    values = {**dataclasses.asdict(config), "dataset": settings.get("dataset", "mnist"),
-              "blocks": settings.get("blocks", "auto")}
-    values = {name: plain(value) for name, value in values.items()}
-    body: dict[str, Any] = {"model": {}, "training": {}, "gradient": {}}
-    for name, value in values.items():
-        put(body, name, value)
-    return body
+                                 **{k: v for k, v in plain_settings.items() if k in _CONFIG_FIELDS})
+    return JobSpec.of(config, plain_settings.get("dataset", "mnist"), plain_settings.get("blocks", "auto"))
+
+
+def job_body(config: TrainConfig | None = None, **settings: Any) -> dict[str, Any]:
+    """The body `POST /v1/jobs` takes for `job_spec(config, **settings)` (the sizes the data set sets left out)."""
+    return job_spec(config, **settings).model_dump(mode="json", exclude_none=True)
 
 
 def put(body: dict[str, Any], name: str, value: Any) -> None:

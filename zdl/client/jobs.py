@@ -16,6 +16,7 @@ from zdl.client.figures import training_figure
 from zdl.client.progress import FINISHED, follow_job
 from zdl.history import History
 from zdl.io import load_weights
+from zdl.spec import JobSpec
 
 if TYPE_CHECKING:
     from zdl.nets import TwoLayerNet
@@ -108,8 +109,9 @@ class Job:
         return f"<Job {self.id[:8]} {self.record['status']} {done}: {describe_spec(self.record['spec'])}>"
 
 
-def describe_spec(spec: dict[str, Any]) -> str:
+def describe_spec(body: dict[str, Any]) -> str:
     """"mnist, hidden 50, lr 0.1, batch 100, numerical": what a job trains, in one line."""
-    return (f"{spec['dataset']}, hidden {spec['model']['hidden_size']}, lr {spec['training']['learning_rate']:g}, "
-            f"batch {spec['training']['batch_size']}, {spec['gradient']['method']}")
+    spec = JobSpec.model_validate(body)
+    return (f"{spec.dataset}, hidden {spec.model.hidden_size}, lr {spec.training.learning_rate:g}, "
+            f"batch {spec.training.batch_size}, {spec.gradient.method}")
 
