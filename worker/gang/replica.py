@@ -19,6 +19,7 @@ from worker.gang.shared_parts import SharedParts
 from worker.scheduling.turns import Turn
 from worker.settings import Settings
 from worker.state.checkpoints import decode_state, state_fields
+from worker.state.errors import public_reason
 from worker.state.frames import pack, unpack
 from worker.state.replies import maybe_bytes
 from worker.state.scripts import enter
@@ -90,8 +91,6 @@ def _leave(data: StepData, start: ReplicaStart) -> None:
 
 
 def _fail(data: StepData, settings: Settings, start: ReplicaStart, exc: Exception) -> None:
-    from worker.state.errors import public_reason
-
     reason = f"replica {start.replica} of the gang failed: {public_reason(exc, start.spec.dataset)}"
     try:
         with data.client.pipeline(transaction=False) as pipe:
