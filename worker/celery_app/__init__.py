@@ -1,2 +1,2 @@
-"""The Celery wiring: the app and its configuration, task names and the tasks themselves (thin wrappers).
-The only package that imports Celery."""
+"""The Celery wiring: the app and its configuration, task names, the tasks themselves (thin wrappers), the
+heartbeat bootstep and `JobQueue`, the one way a job is sent to a coordinator. The only package that imports Celery."""

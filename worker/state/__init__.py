@@ -1,2 +1,2 @@
-"""The service's state in Redis and its codecs: every key, the job and sweep records, metrics, step
-arrays, replies typed at the edge, and the exceptions and public reasons that end a job."""
+"""The service's state in Redis and its codecs: every key, the job and sweep records, the frame and checkpoint
+codecs, step arrays, the registered Lua scripts, the cancel flag, metrics, and the reasons that end a job."""
