@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 README_JA = ROOT / "README.ja.md"
 BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
 MAX_README_LINES = 200
 
 #: Wording that narrates the project's history instead of describing what is (history lives in the git log).
@@ -215,6 +216,14 @@ def test_the_table_check_sees_a_table_without_a_machine(tmp_path: Path) -> None:
     (start,) = page.tables()
     assert benchmark_machines(page) == ["Box A"]
     assert "Box A" not in " ".join(page.prose[max(0, start - MACHINE_LOOKBACK):start])
+
+
+def test_configuration_lists_every_setting() -> None:
+    from worker.settings import Settings
+
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    missing = [f"ZDL_{name.upper()}" for name in Settings.model_fields if f"`ZDL_{name.upper()}`" not in text]
+    assert not missing, f"docs/configuration.md does not describe {missing}"
 
 
 @pytest.mark.parametrize("path", doc_pages(), ids=page_id)
