@@ -199,12 +199,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, DatasetError, FileNotFoundError, PermissionError) as exc:
-        sys.stderr.write(f"zdl: error: {exc}\n")
-        return 2
+    except (UserError, ValueError, DatasetError, OSError) as exc:  # expected: one line, no traceback
+        sys.stderr.write(f"zdl: error: {one_line(exc)}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("zdl: interrupted\n")
         return 130
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (a pydantic ValidationError spans several)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
 if __name__ == "__main__":
