@@ -71,6 +71,7 @@ def test_up_detach_status_down_and_a_restart_keeps_key_and_jobs(state_env: dict[
     with Client() as client:  # nothing given: the state dir's URL (a non-default port) and key
         assert client.url == url
         job = client.submit(hidden_size=4, iters=5, batch_size=10).wait(progress=False)
+        loss = job.history.loss
     listed = zdl("jobs", env=state_env)
     assert listed.returncode == 0 and job.id[:8] in listed.stdout and "succeeded" in listed.stdout, listed
 
@@ -93,7 +94,7 @@ def test_up_detach_status_down_and_a_restart_keeps_key_and_jobs(state_env: dict[
     assert new_url != url and new_url in again.stdout
     with Client() as client:  # ... so the same jobs, at the new address
         assert client.url == new_url
-        assert [j.id for j in client.jobs()] == [job.id] and client.job(job.id).history.loss == job.history.loss
+        assert [j.id for j in client.jobs()] == [job.id] and client.job(job.id).history.loss == loss
     assert zdl("cluster", "down", env=state_env).returncode == 0
 
 
