@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.service.test_cli import zdl
-from worker.cluster_record import RECORD_FILE, ClusterRecord
-from worker.processes import free_port, port_open, redis_server_binary
+from worker.cluster.processes import free_port, port_open, redis_server_binary
+from worker.cluster.record import RECORD_FILE, ClusterRecord
 from zdl.client import Client
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 
 `up` keeps everything in one state dir (zdl.paths says which): the Redis data, the logs, the API key (made
 once, kept across restarts, so a restarted cluster shows the earlier jobs) and the URL, where `zdl.client`
-finds them; and the record of the processes it started (worker/cluster_record.py), which `down` stops.
+finds them; and the record of the processes it started (worker/cluster/record.py), which `down` stops.
 `up --detach` starts the same command in the background and returns once the API answers.
 """
 
@@ -21,9 +21,9 @@ from types import FrameType
 import httpx
 from pydantic import SecretStr
 
-from worker import processes
-from worker.cluster import SECRET_KEY_FILE, LocalCluster, redacted, stored_secret, write_secret
-from worker.cluster_record import ClusterRecord, remove_record, stop_cluster
+from worker.cluster import processes
+from worker.cluster.launcher import SECRET_KEY_FILE, LocalCluster, redacted, stored_secret, write_secret
+from worker.cluster.record import ClusterRecord, remove_record, stop_cluster
 from worker.settings import Settings
 from zdl.cli import UserError
 from zdl.paths import API_KEY_FILE, URL_FILE, default_state_dir

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.processes import Managed, port_open
+from worker.cluster.processes import Managed, port_open
 from zdl.io import atomic_write_bytes
 
 RECORD_FILE = "processes.json"
