@@ -24,8 +24,8 @@ def zdl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def test_sweep_trains_every_combination_and_prints_the_table(cluster, tmp_path: Path) -> None:
-    result = zdl("sweep", "--url", cluster.url, "--hidden", "8", "--iters", "20", "--batch-size", "20",
-                 "--lr", "0.1,1", "--seed", "1,2", "--name", "cli", "--out", str(tmp_path), env=KEY)
+    result = zdl("sweep", "--url", cluster.url, "--hidden-size", "8", "--iters", "20", "--batch-size", "20",
+                 "--learning-rate", "0.1,1", "--seed", "1,2", "--name", "cli", "--out", str(tmp_path), env=KEY)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("sweep ") and f"{cluster.url}/#/sweeps/" in lines[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,18 @@ def test_a_strangers_job_is_not_found(env: dict[str, str], keys: dict[str, str],
                                       submit: Callable[..., dict[str, Any]]) -> None:
     job = submit(training={"iters": 5})
     one_line_error(zdl("status", job["id"], env={**env, "ZDL_API_KEY": keys["other"]}), f"no job '{job['id']}'")
+
+
+def test_submit_detach_prints_the_id_and_the_flags_have_the_books_names(
+        env: dict[str, str], api: httpx.Client, wait_for: Callable[..., dict[str, Any]]) -> None:
+    ids = []
+    for names in (["--hidden-size", "4", "--learning-rate", "0.5"], ["--hidden", "4", "--lr", "0.5"]):
+        result = zdl("submit", "--detach", *names, "--iters", "5", "--batch-size", "10", env=env)
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(r"[0-9a-f]{32}\n", result.stdout), result.stdout  # the id alone: $(zdl submit --detach)
+        ids.append(result.stdout.strip())
+    for job_id in ids:
+        spec = api.get(f"/v1/jobs/{job_id}").json()["spec"]
+        assert spec["model"]["hidden_size"] == 4 and spec["training"]["learning_rate"] == 0.5
+        assert wait_for(job_id)["status"] == "succeeded"
+    one_line_error(zdl("submit", "--iters", "5", env=env), "give --out DIR", "--detach")
