@@ -24,7 +24,7 @@ export const EXACT = new Map(Object.entries({
   "and kept only in this browser.": "として送られ、このブラウザにだけ保存されます。",
   "Your jobs are visible only with the key that created them.": "ジョブはそれを作ったキーでだけ見えます。",
   "Running the service yourself?": "サービスを自分で動かしている場合は、",
-  "prints its key (or set your own in": "がキーの保存場所を表示します（自分のキーは",
+  "says where it saved its key (or set your own in": "がキーの保存場所を表示します（自分のキーは",
   ").": "で指定できます）。",
   "Continue": "続ける",
   "Enter a key to continue.": "続けるにはキーを入力してください。",

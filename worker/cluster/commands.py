@@ -203,6 +203,8 @@ def run_status(args: argparse.Namespace) -> int:
         raise UserError(f"the `zdl cluster up` of {state_dir} is gone but {len(record.alive())} of its processes "
                         "still run; `zdl cluster down` stops them")
     say(f"zdl cluster at {record.url} (pid {record.supervisor.pid}), state dir {state_dir}")
+    if (state_dir / API_KEY_FILE).exists():
+        say(f"API key in {state_dir / API_KEY_FILE}")
     say(f"processes: {len(record.alive()) - 1} of {len(record.processes)} running"
         + ("" if record.ready else " (still starting)"))
     try:
