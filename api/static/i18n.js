@@ -104,6 +104,13 @@ export function setLanguage(next) {
   }
 }
 
+function addStyles() {
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = "/static/i18n.css";
+  document.head.append(link);
+}
+
 function addSwitch() {
   const button = document.createElement("button");
   button.type = "button";
@@ -131,6 +138,7 @@ function observe() {
   window.confirm = (message) => confirm(language === "ja" ? toJapanese(String(message)) ?? message : message);
 }
 
+addStyles();
 addSwitch();
 observe();
 setLanguage(chosenLanguage());

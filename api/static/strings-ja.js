@@ -98,6 +98,7 @@ export const EXACT = new Map(Object.entries({
   "succeeded": "完了",
   "failed": "失敗",
   "cancelled": "キャンセル済み",
+  "finished": "終了",
   // one job
   "← All jobs": "← ジョブ一覧",
   "Back to all jobs": "ジョブ一覧に戻る",
@@ -148,6 +149,14 @@ export const EXACT = new Map(Object.entries({
   "The weights are shown when the job succeeds.": "ジョブが完了すると重みを表示します。",
   "The job failed, so it has no trained weights.": "ジョブが失敗したので、学習済みの重みはありません。",
   "The job was cancelled, so it has no trained weights.": "ジョブがキャンセルされたので、学習済みの重みはありません。",
+  "Each square is one hidden unit's 784 incoming weights laid out as the 28×28":
+    "1つの四角は隠れ層のニューロン1個への784個の重みを、掛け合わされる28×28の画像の形に並べたものです。",
+  "image they multiply: red pixels raise the unit's input, blue ones lower it.":
+    "赤い画素はそのニューロンへの入力を増やし、青い画素は減らします。",
+  "done": "完了",
+  "waiting for a worker": "ワーカー待ち",
+  "train": "訓練",
+  "test": "テスト",
   "Hidden": "隠れ層",
   "Batch": "バッチ",
   "Init scale": "初期値のスケール",
@@ -167,6 +176,8 @@ export const EXACT = new Map(Object.entries({
   "Stop all": "すべて止める",
   "Cancel sweep": "スイープをキャンセル",
   "Stop every job of the sweep?": "スイープのジョブをすべて止めますか？",
+  "Start one with": "始めるには",
+  "(zdl.client) or POST /v1/sweeps.": "（zdl.client）または POST /v1/sweeps を使います。",
 }));
 
 export const PATTERNS = [
@@ -174,7 +185,9 @@ export const PATTERNS = [
   [/^Not ready: (.*)$/, (why) => `準備できていません: ${why}`],
   [/^(\d+) min ago$/, (n) => `${n} 分前`],
   [/^(\d+) h ago$/, (n) => `${n} 時間前`],
-  [/^Iteration ([\d,]+) of ([\d,]+)$/, (i, n) => `イテレーション ${i} / ${n}`],
+  [/^Iteration ([\d,]+) of ([\d,]+)(.*)$/, (i, n, rest) => `イテレーション ${i} / ${n}${rest}`],
+  [/^Job (\w+)$/, (id) => `ジョブ ${id}`],
+  [/^([\d.]+) ms$/, (n) => `${n} ミリ秒`],
   [/^Compare (\d+) jobs?$/, (n) => `${n} 個のジョブを比較`],
   [/^Compare (\d+) selected$/, (n) => `選んだ ${n} 個を比較`],
   [/^Compare job (\w+)$/, (id) => `ジョブ ${id} を比較に加える`],
@@ -186,4 +199,9 @@ export const PATTERNS = [
   [/^There is no sweep (\S+); it may have been deleted\.$/, (id) => `スイープ ${id} はありません。削除されたのかもしれません。`],
   [/^(\d+) of (\d+) ended$/, (k, n) => `${n} 個中 ${k} 個が終了`],
   [/^([\d,]+) iters$/, (n) => `${n} イテレーション`],
+  [/^(.+ · .+) · ([\d,]+) iters$/, (what, n) => `${what} · ${n} イテレーション`],
+  [/^just now$/, () => "たった今"],
+  [/^([\d.]+) s$/, (n) => `${n} 秒`],
+  [/^(\d+) min (\d+) s$/, (m, n) => `${m} 分 ${n} 秒`],
+  [/^(\d+) h (\d+) min$/, (h, m) => `${h} 時間 ${m} 分`],
 ];

@@ -15,21 +15,21 @@ from tests.service.test_dashboard import SMALL, Dashboard, browser, screenshot_d
 
 pytestmark = pytest.mark.slow
 
-#: Every text node the page shows, with the element it is in (code and commands are kept as written).
+#: Every text the page shows, but code and commands (kept as written) and the names of jobs and sweeps.
 VISIBLE_TEXTS = """() => {
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const found = [];
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const parent = node.parentElement;
-    if (node.data.trim() && parent.checkVisibility() && !parent.closest("code, .topbar .key")) {
+    if (node.data.trim() && parent.checkVisibility() && !parent.closest("code, .topbar .key, .job-link")) {
       found.push(node.data.trim());
     }
   }
   return found;
 }"""
-#: Text that is the same in both languages: names, numbers, the settings' own values (dataset, method names).
+#: Text that is the same in both languages: names, numbers, the settings' own names and values (dataset, method).
 UNTRANSLATED = re.compile(r"^(zdl|MNIST|auto|mnist|fashion-mnist|numerical|numerical-reference|backprop|English|"
-                          r"[\d.,:%/ ·×+-]*|[0-9a-f]{8}|.*[ぁ-んァ-ヶ一-龠].*)$")
+                          r"[a-z]+(_[a-z]+)+( × [a-z]+(_[a-z]+)+)*|[\d.,:%/ ·×–+-]*|.*[ぁ-んァ-ヶ一-龠].*)$")
 
 
 @pytest.fixture
