@@ -40,11 +40,12 @@ def positive_int(text: str) -> int:
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
-    """The run's flags with the book's defaults, shared by `zdl train` and `zdl submit`."""
-    p.add_argument("--hidden", type=positive_int, default=50, help="hidden units (default 50)")
+    """The run's flags with the book's defaults, shared by `zdl train` and `zdl submit`: named as TrainConfig's
+    fields, the REST body's and the sweeps' settings (--hidden and --lr are kept as short forms)."""
+    p.add_argument("--hidden-size", "--hidden", type=positive_int, default=50, help="hidden units (default 50)")
     p.add_argument("--iters", type=positive_int, default=10000, help="iterations (default 10000)")
     p.add_argument("--batch-size", type=positive_int, default=100, help="mini-batch size (default 100)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    p.add_argument("--learning-rate", "--lr", type=float, default=0.1, help="learning rate (default 0.1)")
     p.add_argument("--weight-init-std", type=float, default=0.01, help="initial weight scale (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--gradient", choices=METHODS, default="numerical", help="gradient method (default numerical)")
@@ -75,11 +76,11 @@ def default_threads() -> int:
 def training_config(args: argparse.Namespace) -> TrainConfig:
     """The run that `add_training_arguments`' flags describe."""
     return TrainConfig(
-        hidden_size=args.hidden,
+        hidden_size=args.hidden_size,
         weight_init_std=args.weight_init_std,
         iters=args.iters,
         batch_size=args.batch_size,
-        learning_rate=args.lr,
+        learning_rate=args.learning_rate,
         seed=args.seed,
         gradient=args.gradient,
     )
@@ -181,8 +182,29 @@ def run_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+The two-layer network of "Deep Learning from Scratch" (ゼロから作るDeep Learning), chapter 4: its mini-batch
+training loop (4.5) with numerical gradients (4.4), here on this machine or on a training service you run.
+
+on this machine:
+  zdl train --iters 1000              train the book's 784-50-10 network (its defaults: the book's run)
+  zdl figures out/                    the chapter's figures as PNG files
+
+on a training service (Redis, Celery workers and an API, all on this machine):
+  zdl cluster up --detach             start it; the URL and key are saved where the commands below find them
+  zdl submit --iters 1000 --out run/  train there, follow it, write history, weights and curves to run/
+  zdl submit --detach                 ... or just start the job and print its id
+  zdl jobs                            your jobs; then zdl status ID, zdl cancel ID, zdl download ID --out DIR
+  zdl sweep --learning-rate 0.01,0.1,1  one job per setting, compared in a table
+  zdl cluster status / zdl cluster down   is it running? / stop every process it started
+
+The settings have the book's names: --hidden-size, --learning-rate, --batch-size, --iters, --weight-init-std.
+`zdl COMMAND --help` describes each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zdl", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="zdl", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_train_parser(subparsers)
@@ -199,12 +221,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, DatasetError, FileNotFoundError, PermissionError) as exc:
-        sys.stderr.write(f"zdl: error: {exc}\n")
-        return 2
+    except (UserError, ValueError, DatasetError, OSError) as exc:  # expected: one line, no traceback
+        sys.stderr.write(f"zdl: error: {one_line(exc)}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("zdl: interrupted\n")
         return 130
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (a pydantic ValidationError spans several)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ function renderKeyGate(root, message) {
       h("code", {}, "Authorization: Bearer <key>"), " and kept only in this browser. ",
       "Your jobs are visible only with the key that created them. ",
       "Running the service yourself? ", h("code", {}, "zdl cluster up"),
-      " prints its key (or set your own in ", h("code", {}, "ZDL_API_KEYS"), ")."),
+      " says where it saved its key (or set your own in ", h("code", {}, "ZDL_API_KEYS"), ")."),
     error,
     h("button", { class: "primary", type: "submit" }, "Continue"));
   form.addEventListener("submit", (event) => {

@@ -53,7 +53,7 @@ def without_keys(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
 
 def test_submit_without_a_server_is_a_clear_error(tmp_path: Path) -> None:
     result = zdl("submit", "--url", f"http://127.0.0.1:{free_port()}", "--iters", "1", "--out", str(tmp_path))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "cannot reach the zdl service" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -64,7 +64,7 @@ def test_submit_reports_a_failed_job(cluster, data_dir: Path, tmp_path: Path) ->
                      "--out", str(tmp_path), env={"ZDL_API_KEY": "test-key-7f3a"})
     finally:
         (data_dir / "mnist.away").rename(data_dir / "mnist")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr
     assert "failed: data set 'mnist' is not available" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
 
@@ -83,16 +83,17 @@ def test_cluster_up_submit_and_sigterm(tmp_path: Path, service_env: dict[str, st
         banner = cluster.stdout.readline()
         assert f"zdl service at http://127.0.0.1:{port}" in banner, cluster.stderr.read() if cluster.stderr else ""
         key_line = cluster.stdout.readline()
-        assert key_line.startswith("API key (generated"), key_line
-        key = key_line.rsplit(" ", 1)[1].strip()
-        assert (tmp_path / "state" / "api-key").read_text().strip() == key
+        assert key_line.startswith(f"API key in {tmp_path / 'state' / 'api-key'}"), key_line
+        key = (tmp_path / "state" / "api-key").read_text().strip()
+        assert len(key) >= 32 and key not in banner + key_line  # a secret: in its file, never printed
+        assert (tmp_path / "state" / "url").read_text().strip() == f"http://127.0.0.1:{port}"
         assert (tmp_path / "state" / "api-key").stat().st_mode & 0o777 == 0o600
         children = descendants(cluster.pid)
         assert len(children) >= 5  # redis, coordinator (+ its pool), 2 block workers, api
         out = tmp_path / "out"
         refused = zdl("submit", "--url", f"http://127.0.0.1:{port}", "--iters", "1", "--api-key", "wrong",
                       "--out", str(out))
-        assert refused.returncode == 2 and "401 invalid API key" in refused.stderr, refused.stderr
+        assert refused.returncode == 1 and "401 invalid API key" in refused.stderr, refused.stderr
         result = zdl("submit", "--url", f"http://127.0.0.1:{port}", "--hidden", "8", "--iters", "20",
                      "--batch-size", "20", "--seed", "1", "--out", str(out), env={"ZDL_API_KEY": key})
         assert result.returncode == 0, result.stderr

@@ -24,8 +24,8 @@ def zdl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def test_sweep_trains_every_combination_and_prints_the_table(cluster, tmp_path: Path) -> None:
-    result = zdl("sweep", "--url", cluster.url, "--hidden", "8", "--iters", "20", "--batch-size", "20",
-                 "--lr", "0.1,1", "--seed", "1,2", "--name", "cli", "--out", str(tmp_path), env=KEY)
+    result = zdl("sweep", "--url", cluster.url, "--hidden-size", "8", "--iters", "20", "--batch-size", "20",
+                 "--learning-rate", "0.1,1", "--seed", "1,2", "--name", "cli", "--out", str(tmp_path), env=KEY)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("sweep ") and f"{cluster.url}/#/sweeps/" in lines[0]
@@ -42,12 +42,12 @@ def test_sweep_trains_every_combination_and_prints_the_table(cluster, tmp_path: 
 
 def test_sweep_mistakes_are_one_line_errors(cluster) -> None:
     single = zdl("sweep", "--url", cluster.url, "--lr", "0.1", env=KEY)
-    assert single.returncode == 2 and "give at least one setting with several values" in single.stderr
+    assert single.returncode == 1 and "give at least one setting with several values" in single.stderr
     bad = zdl("sweep", "--url", cluster.url, "--hidden", "8,zero", env=KEY)
     assert bad.returncode == 2 and "--hidden: invalid" in bad.stderr
     refused = zdl("sweep", "--url", cluster.url, "--lr", "0.1,-1", "--iters", "5", env=KEY)
-    assert refused.returncode == 2 and "422 grid.learning_rate: Input should be greater than 0" in refused.stderr
+    assert refused.returncode == 1 and "422 grid.learning_rate: Input should be greater than 0" in refused.stderr
     nowhere = zdl("sweep", "--url", f"http://127.0.0.1:{free_port()}", "--seed", "1,2", env=KEY)
-    assert nowhere.returncode == 2 and "cannot reach the zdl service" in nowhere.stderr
+    assert nowhere.returncode == 1 and "cannot reach the zdl service" in nowhere.stderr
     for result in (single, bad, refused, nowhere):
         assert "Traceback" not in result.stderr

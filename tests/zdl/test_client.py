@@ -51,10 +51,10 @@ def test_run_labels() -> None:
     assert describe({"learning_rate": 1e-10}) != describe({"learning_rate": 1.0000000001e-10})
 
 
-def run_python(code: str, env: dict[str, str]) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in ("ZDL_URL", "ZDL_API_KEY")}
+def run_python(code: str, env: dict[str, str], cwd: Path | None = None) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("ZDL_URL", "ZDL_API_KEY", "ZDL_STATE_DIR")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**clean, **env},
-                            timeout=60, check=True)
+                            timeout=60, check=True, cwd=cwd or Path(__file__).parent)
     return result.stdout.strip()
 
 
@@ -63,18 +63,39 @@ def test_the_client_imports_nothing_of_the_service() -> None:
     assert not {"api", "worker", "fastapi", "celery", "redis", "uvicorn"} & set(json.loads(loaded.replace("'", '"')))
 
 
-def test_url_and_key_come_from_the_arguments_the_environment_or_the_saved_key(tmp_path: Path) -> None:
-    saved = tmp_path / "zdl" / "cluster" / "api-key"  # where zdl cluster up writes it under $XDG_STATE_HOME
-    saved.parent.mkdir(parents=True)
-    saved.write_text("saved-key\n")
+def test_url_and_key_come_from_the_arguments_the_environment_or_the_saved_ones(tmp_path: Path) -> None:
+    state_dir = tmp_path / "zdl" / "cluster"  # where zdl cluster up writes them under $XDG_STATE_HOME
+    state_dir.mkdir(parents=True)
+    (state_dir / "api-key").write_text("saved-key\n")
+    (state_dir / "url").write_text("http://127.0.0.1:8765\n")
     show = ("from zdl.client.connection import Connection; c = Connection({args}); "
             "print(c.url, c.http.headers.get('authorization'), '|', c.key_source)")
     state = {"XDG_STATE_HOME": str(tmp_path)}
-    assert run_python(show.format(args=""), state) == \
-        "http://127.0.0.1:8000 Bearer saved-key | the key file `zdl cluster up` saved"
+    assert run_python(show.format(args=""), state, cwd=tmp_path) == \
+        f"http://127.0.0.1:8765 Bearer saved-key | the key file `zdl cluster up` saved in {state_dir}"
     assert run_python(show.format(args=""), {**state, "ZDL_API_KEY": "env-key", "ZDL_URL": "http://h:1/"}) == \
         "http://h:1 Bearer env-key | $ZDL_API_KEY"
     assert run_python(show.format(args="'http://a:2', 'arg-key'"), {**state, "ZDL_API_KEY": "env-key"}) == \
         "http://a:2 Bearer arg-key | the api_key argument"
-    assert run_python(show.format(args=""), {"XDG_STATE_HOME": str(tmp_path / "none")}).startswith(
+    assert run_python(show.format(args=""), {"XDG_STATE_HOME": str(tmp_path / "none")}, cwd=tmp_path).startswith(
         "http://127.0.0.1:8000 None | nowhere")
+
+
+def test_a_checkouts_own_state_dir_is_found_from_inside_it(tmp_path: Path) -> None:
+    """./scripts/main-job and ./scripts/notebook keep their cluster in <checkout>/.zdl/cluster: a notebook in
+    examples/ finds it; $ZDL_STATE_DIR still wins."""
+    checkout = tmp_path / "checkout"
+    state_dir = checkout / ".zdl" / "cluster"
+    state_dir.mkdir(parents=True)
+    (state_dir / "url").write_text("http://127.0.0.1:8765\n")
+    (state_dir / "api-key").write_text("checkout-key\n")
+    (checkout / "examples").mkdir()
+    show = "from zdl.client import Client; c = Client(); print(c.url, c.connection.http.headers['authorization'])"
+    elsewhere = {"XDG_STATE_HOME": str(tmp_path / "user")}
+    assert run_python(show, elsewhere, cwd=checkout / "examples") == "http://127.0.0.1:8765 Bearer checkout-key"
+    other = tmp_path / "other"
+    (other / "api-key").parent.mkdir()
+    (other / "api-key").write_text("other-key\n")
+    (other / "url").write_text("http://127.0.0.1:9\n")
+    assert run_python(show, {**elsewhere, "ZDL_STATE_DIR": str(other)}, cwd=checkout / "examples") == \
+        "http://127.0.0.1:9 Bearer other-key"

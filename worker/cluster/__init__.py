@@ -1,1 +1,2 @@
-"""`zdl cluster up` on one machine: the launcher, the processes it starts and stops, and the Redis ACL files."""
+"""`zdl cluster up/status/down` on one machine: the launcher, the processes it starts and stops, the record of
+them that `down` reads, and the Redis ACL files."""

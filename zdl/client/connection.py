@@ -17,13 +17,18 @@ from typing import Any
 import httpx
 
 from zdl.client.errors import ERRORS_BY_STATUS, ServiceError, ServiceUnreachable
-from zdl.paths import saved_api_key
+from zdl.paths import default_state_dir, saved_api_key, saved_url
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Status codes that mean "try again shortly" rather than "this request is wrong".
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: How long to wait for an event (the service pings every 15 s) before falling back to polling.
 EVENT_READ_TIMEOUT_S = 45.0
+
+
+def resolve_url(url: str | None) -> str:
+    """The service's URL: the argument, $ZDL_URL, the URL `zdl cluster up` saved in its state dir, or DEFAULT_URL."""
+    return (url or os.environ.get("ZDL_URL") or saved_url() or DEFAULT_URL).rstrip("/")
 
 
 def resolve_key(api_key: str | None) -> tuple[str | None, str]:
@@ -35,7 +40,7 @@ def resolve_key(api_key: str | None) -> tuple[str | None, str]:
         return os.environ["ZDL_API_KEY"], "$ZDL_API_KEY"
     saved = saved_api_key()
     if saved:
-        return saved, "the key file `zdl cluster up` saved"
+        return saved, f"the key file `zdl cluster up` saved in {default_state_dir()}"
     return None, "nowhere (no api_key argument, no $ZDL_API_KEY, no key saved by `zdl cluster up`)"
 
 
@@ -48,7 +53,7 @@ class Connection:
 
     def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout_s: float = 30.0,
                  retries: int = 5, backoff_s: float = 0.25) -> None:
-        self.url = (url or os.environ.get("ZDL_URL") or DEFAULT_URL).rstrip("/")
+        self.url = resolve_url(url)
         key, self.key_source = resolve_key(api_key)
         self.retries, self.backoff_s = retries, backoff_s
         headers = {"Authorization": f"Bearer {key}"} if key else {}
