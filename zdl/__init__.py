@@ -2,7 +2,7 @@
 
 from zdl.functions import cross_entropy_error, sigmoid, softmax, sum_squared_error
 from zdl.gradient import gradient_descent, numerical_diff, numerical_gradient
-from zdl.nets import SimpleNet, TwoLayerNet
+from zdl.nets import SimpleNet, TwoLayerNet, simpleNet
 
 __all__ = [
     "SimpleNet",
@@ -12,6 +12,7 @@ __all__ = [
     "numerical_diff",
     "numerical_gradient",
     "sigmoid",
+    "simpleNet",
     "softmax",
     "sum_squared_error",
 ]

@@ -8,7 +8,9 @@
 3. the cache dir `$ZDL_CACHE_DIR/<dataset>/` (default `platformdirs.user_cache_dir("zdl")/<dataset>/`);
 4. for "fashion-mnist", Debian's `dataset-fashion-mnist` package: `/usr/share/datasets/fashion-mnist/`.
 
-A directory counts only if it holds all four files. Otherwise the missing files are downloaded into
+A directory counts if it holds all four files; for "mnist", one holding the book's own `mnist.pkl` (what
+its `dataset/mnist.py` writes) counts too, the IDX files winning where a directory holds both. The pickle is
+read by a restricted unpickler that runs nothing (zdl/mnist_pickle.py). Otherwise the missing files are downloaded into
 the cache dir from the mirrors (the `mirrors` argument, else `$ZDL_MNIST_MIRRORS`, else the public
 ones), SHA-256-checked, and written atomically. Local files are not checksummed: smaller valid sets
 (such as shared/data/mnist-small) are welcome; the parser checks their structure instead.
@@ -26,16 +28,16 @@ import logging
 import os
 import re
 import struct
-import tempfile
-import urllib.request
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import platformdirs
 
+from zdl.dataset_errors import DatasetError, DatasetNotFoundError
+from zdl.download import ChecksumError, DownloadError, atomic_write, download_file, say
+from zdl.mnist_pickle import BOOK_PICKLE, read_book_pickle
 from zdl.pixels import normalize_pixels
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,6 @@ SHA256: dict[str, dict[str, tuple[str, ...]]] = {
 
 DEBIAN_DIRS: dict[str, Path] = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 
-DOWNLOAD_TIMEOUT_S = 30.0
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x08 (unsigned byte) and the number of dimensions
 ROWS = COLS = 28
 NUM_CLASSES = 10
@@ -88,14 +89,6 @@ NUM_CLASSES = 10
 PUBLISHED_SIZES: dict[str, tuple[int, int]] = {"mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000)}
 
 _memory_cache: dict[tuple[str, int, int], np.ndarray] = {}
-
-
-class DatasetError(ValueError):
-    """A data file exists but is not a valid IDX file, or a download did not match its checksum."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The four files are nowhere to be found and could not be downloaded."""
 
 
 def dataset_shape(dataset: str) -> tuple[int, int]:
@@ -148,27 +141,53 @@ def load_mnist(
     flatten : images as (N, 784) if True, else (N, 1, 28, 28).
     one_hot_label : labels as (N, 10) uint8 one-hot rows if True, else (N,) uint8 class indices.
     dataset : "mnist" or "fashion-mnist" (see DATASETS).
-    data_dir : a directory holding the four files, looked in first.
+    data_dir : a directory holding the four files (or, for MNIST, the book's mnist.pkl), looked in first.
     mirrors : URL prefixes to download missing files from, in order; default `$ZDL_MNIST_MIRRORS`
         (comma/space separated; set but empty means never download), else MIRRORS[dataset].
 
     Returned arrays are fresh copies: changing them does not change the next load.
     Raises DatasetNotFoundError (a FileNotFoundError) if the files are neither found nor downloadable,
-    DatasetError (a ValueError) if a file is corrupt or a download fails its checksum.
+    DatasetError (a ValueError) if a file is corrupt, a download fails its checksum, or an mnist.pkl holds
+    anything but the book's arrays (refused without running it).
     """
-    directory = find_data_dir(dataset, data_dir)
-    if data_dir is not None and directory != Path(data_dir).expanduser():
+    source = find_source(dataset, data_dir)
+    given = Path(data_dir).expanduser() if data_dir is not None else None
+    if given is not None and source not in (given, given / BOOK_PICKLE):
         log.warning("data_dir %s lacks some of %s; looking elsewhere", data_dir, ", ".join(FILES))
-    if directory is None:
-        directory = download(dataset, mirrors=mirrors, data_dir=data_dir)
+    if source is None:
+        source = download(dataset, mirrors=mirrors, data_dir=data_dir)
+    is_pickle = source.name == BOOK_PICKLE
+    arrays = read_book_pickle_cached(source) if is_pickle else [read_idx(source / name) for name in FILES]
+    paths = [source] * len(FILES) if is_pickle else [source / name for name in FILES]
     parts = []
-    for images_name, labels_name in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
-        images, labels = read_idx(directory / images_name), read_idx(directory / labels_name)
+    for i in (0, 2):  # (images, labels) of the training set, then of the test set
+        images, labels = arrays[i], arrays[i + 1]
         if len(images) != len(labels):
-            raise DatasetError(f"{directory / images_name} has {len(images)} images but "
-                               f"{directory / labels_name} has {len(labels)} labels")
+            raise DatasetError(f"{paths[i]} has {len(images)} images but {paths[i + 1]} has {len(labels)} labels")
         parts.append((_to_book_images(images, normalize, flatten), _to_book_labels(labels, one_hot_label)))
     return parts[0], parts[1]
+
+
+def find_source(dataset: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The first searched directory holding the four IDX files, or the book's mnist.pkl (MNIST only) if it
+    comes first; None if there is neither. Never downloads."""
+    for directory in search_dirs(dataset, data_dir):
+        if all((directory / name).is_file() for name in FILES):
+            return directory
+        if dataset == "mnist" and (directory / BOOK_PICKLE).is_file():
+            return directory / BOOK_PICKLE
+    return None
+
+
+def read_book_pickle_cached(path: Path) -> list[np.ndarray]:
+    """The book's mnist.pkl as the four IDX arrays (read-only), kept in memory keyed like `read_idx`."""
+    stat = path.stat()
+    keys = [(f"{path.resolve()}#{name}", stat.st_size, stat.st_mtime_ns) for name in FILES]
+    if not all(key in _memory_cache for key in keys):
+        for key, array in zip(keys, read_book_pickle(path), strict=True):
+            array.flags.writeable = False
+            _memory_cache[key] = array
+    return [_memory_cache[key] for key in keys]
 
 
 def _to_book_images(images: np.ndarray, normalize: bool, flatten: bool) -> np.ndarray:
@@ -190,9 +209,8 @@ def download(
     *,
     data_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Download the files missing from the cache dir, checksum-verified; return the cache dir.
-
-    `data_dir` only makes the not-found message list the directories that were searched.
+    """Download the files missing from the cache dir, checksum-verified, with a progress bar each; return the
+    cache dir. `data_dir` only makes the not-found message list the directories that were searched.
     """
     dest = cache_dir(dataset)
     urls = _mirrors(dataset, mirrors)
@@ -203,16 +221,18 @@ def download(
         for base in urls:
             url = base.rstrip("/") + "/" + name
             try:
-                _download_file(url, dest / name, SHA256[dataset][name])
+                download_file(url, dest / name, SHA256[dataset][name])
                 break
-            except (OSError, http.client.HTTPException, _DownloadError) as exc:  # URLError is an OSError
-                log.warning("download of %s failed: %s", url, exc)
+            except (OSError, http.client.HTTPException, DownloadError) as exc:  # URLError is an OSError
+                say(f"download of {url} failed: {exc}")
                 failures.append(f"{url}: {exc}")
-                bad_checksum |= isinstance(exc, _ChecksumError)
+                bad_checksum |= isinstance(exc, ChecksumError)
         else:
             if bad_checksum:
                 raise DatasetError(f"could not download {name}; " + "; ".join(failures))
             raise DatasetNotFoundError(_not_found_message(dataset, data_dir, failures))
+    if missing:
+        say(f"{dataset}: {len(missing)} file(s) downloaded to {dest} (found there from now on)")
     return dest
 
 
@@ -223,50 +243,6 @@ def _mirrors(dataset: str, mirrors: Sequence[str] | None) -> Sequence[str]:
     if env is not None:
         return [url for url in re.split(r"[,\s]+", env) if url]
     return MIRRORS[dataset]
-
-
-class _DownloadError(Exception):
-    """A download that ended early; the caller tries the next mirror."""
-
-
-class _ChecksumError(_DownloadError):
-    """A complete download whose SHA-256 is not the published one."""
-
-
-def _download_file(url: str, path: Path, sha256: Iterable[str]) -> None:
-    """Stream `url` into a temp file beside `path`, verify, then rename: `path` is whole or absent."""
-    log.info("downloading %s to %s", url, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-
-    def write(out: IO[bytes]) -> None:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            expected = response.headers.get("Content-Length")
-            received = 0
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-        # http.client returns a short body without complaint when the server closes early.
-        if expected is not None and received != int(expected):
-            raise _DownloadError(f"connection closed after {received} of {expected} bytes")
-        if digest.hexdigest() not in tuple(sha256):
-            raise _ChecksumError(f"SHA-256 {digest.hexdigest()} is not the published {' or '.join(sha256)}")
-
-    _atomic_write(path, write)
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through a temp file in the same directory and os.replace it; no partial file survives."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _not_found_message(dataset: str, data_dir: str | os.PathLike[str] | None, failures: list[str]) -> str:
@@ -344,7 +320,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     """Best effort: a read-only cache dir costs speed in the next process, not correctness."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda out: np.save(out, array, allow_pickle=False))
+        atomic_write(path, lambda out: np.save(out, array, allow_pickle=False))
     except OSError as exc:
         log.warning("could not write parsed cache %s: %s", path, exc)
 

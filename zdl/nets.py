@@ -1,4 +1,4 @@
-"""The book's networks: `SimpleNet` (section 4.4.2) and `TwoLayerNet` (section 4.5)."""
+"""The book's networks: `SimpleNet` (section 4.4.2, also as the book's `simpleNet`) and `TwoLayerNet` (4.5)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ class SimpleNet:
     def numerical_gradient(self, x: ArrayLike, t: ArrayLike) -> NDArray[np.float64]:
         """dL/dW by central differences (the book's `numerical_gradient(f, net.W)`)."""
         return numerical_gradient(lambda _w: self.loss(x, t), self.W)
+
+
+#: The book's spelling (`net = simpleNet()` in ch04/gradient_simplenet.py), so its code runs as printed.
+simpleNet = SimpleNet
 
 
 class TwoLayerNet:

@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,6 +222,17 @@ def test_download_tries_the_next_mirror(mirror, isolated: Path) -> None:
     assert find_data_dir("mnist") == isolated / "mnist"
 
 
+def test_download_shows_progress_and_where_the_files_went(mirror, isolated: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = mirror
+    load_mnist(mirrors=[f"{url}/good/"])
+    err = capsys.readouterr().err
+    lines = err.replace("\r", "\n").splitlines()
+    for name in FILES:  # each file's bar, run to its end
+        assert any(line.startswith(name) and "100%" in line for line in lines), err
+    assert f"downloaded to {isolated / 'mnist'}" in err
+
+
 def test_mirrors_from_environment(mirror, monkeypatch: pytest.MonkeyPatch) -> None:
     url, arrays = mirror
     monkeypatch.setenv("ZDL_MNIST_MIRRORS", f"{url}/missing, {url}/good")
@@ -238,7 +250,7 @@ def test_without_mirrors_set_the_public_ones_are_tried_in_order(monkeypatch: pyt
         asked.append(url)
         raise urllib.error.URLError("offline")
 
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(DatasetNotFoundError) as info:
         load_mnist()
     assert asked == ["https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",

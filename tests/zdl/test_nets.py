@@ -114,6 +114,21 @@ def test_simple_net_book_example():
     np.testing.assert_allclose(dW, simple_net_autograd(BOOK_W, BOOK_X, 2), rtol=2e-9, atol=0)
 
 
+def test_the_books_simplenet_code_runs_as_printed():
+    """ch04/gradient_simplenet.py: `simpleNet()`, then `numerical_gradient(f, net.W)` with f closing over net."""
+    from zdl import numerical_gradient, simpleNet
+
+    net = simpleNet()
+    net.W = np.array(BOOK_W)
+
+    def f(W):
+        return net.loss(BOOK_X, BOOK_T)
+
+    dW = numerical_gradient(f, net.W)
+    np.testing.assert_allclose(dW, simple_net_autograd(BOOK_W, BOOK_X, 2), rtol=2e-9, atol=0)
+    np.testing.assert_array_equal(net.W, BOOK_W)  # every entry put back exactly
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_simple_net_gradient_matches_autograd(seed):
     rng = np.random.default_rng(seed)
