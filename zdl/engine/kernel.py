@@ -1,9 +1,12 @@
-"""Which implementation `numerical` runs on: the compiled kernels (Numba) or the NumPy reference.
+"""Which implementation `numerical` runs on: the closed form or the evaluated kernel (both compiled with
+Numba), or the NumPy reference of the evaluated one.
 
-`ZDL_KERNEL=auto` (the default) picks "numba" where Numba imports, else "numpy"; "numba" or "numpy"
-forces one. Both compute the same central differences with the same identities; they differ in the last
-bits (different exp and log, and the compiled forward pass sums in its own fixed order, not BLAS's),
-agreeing to far below the 1e-9 the engine promises. Each is deterministic on its own.
+`ZDL_KERNEL=auto` (the default) picks "closed-form" where Numba imports, else "numpy"; "closed-form",
+"numba" (the evaluated compiled kernel) or "numpy" forces one. All compute the same central differences:
+the evaluated kernels from the loss at +-h with the same identities, the closed form from the loss's power
+series (`closed_form`, which falls back to the evaluated kernel past its bound). They differ in the last
+bits (different exp and log, different order of operations), agreeing to far below the 1e-9 the engine
+promises; each is deterministic on its own, whatever the blocks, threads or processes.
 
 The kernels compile once per machine and are cached on disk by Numba (beside the package, or where
 that is read-only in Numba's user cache dir, or in $NUMBA_CACHE_DIR). `warm_up()` compiles or loads
@@ -16,7 +19,10 @@ import os
 import time
 from functools import cache
 
-KERNELS = ("auto", "numba", "numpy")
+KERNELS = ("auto", "closed-form", "numba", "numpy")
+
+#: The kernels that Numba compiles.
+COMPILED = ("closed-form", "numba")
 
 
 @cache
@@ -29,29 +35,31 @@ def numba_importable() -> bool:
 
 
 def resolve_kernel(kernel: str | None = None) -> str:
-    """"numba" or "numpy" for `kernel` (default: $ZDL_KERNEL, else "auto"), or a ValueError naming it."""
+    """"closed-form", "numba" or "numpy" for `kernel` (default: $ZDL_KERNEL, else "auto"), or a ValueError."""
     choice = (kernel if kernel is not None else os.environ.get("ZDL_KERNEL", "auto")).strip().lower() or "auto"
     if choice not in KERNELS:
         raise ValueError(f"kernel must be one of {list(KERNELS)} (ZDL_KERNEL), got {choice!r}")
     if choice == "auto":
-        return "numba" if numba_importable() else "numpy"
-    if choice == "numba" and not numba_importable():
-        raise ValueError("kernel 'numba' was asked for (ZDL_KERNEL=numba) but numba cannot be imported")
+        return "closed-form" if numba_importable() else "numpy"
+    if choice in COMPILED and not numba_importable():
+        raise ValueError(f"kernel {choice!r} was asked for (ZDL_KERNEL={choice}) but numba cannot be imported")
     return choice
 
 
 def kernel_name() -> str:
-    """The kernel `numerical` uses now: "numba" or "numpy"."""
+    """The kernel `numerical` uses now: "closed-form", "numba" or "numpy"."""
     return resolve_kernel()
 
 
 def warm_up(kernel: str | None = None) -> float:
     """Compile (or load from the cache) every compiled kernel with tiny inputs; returns the seconds taken.
 
-    A no-op for the NumPy kernel. A service worker calls this when it starts.
+    A no-op for the NumPy kernel; the closed form warms the evaluated kernel too (its fallback). A service
+    worker calls this when it starts.
     """
     began = time.perf_counter()
-    if resolve_kernel(kernel) == "numba":
+    chosen = resolve_kernel(kernel)
+    if chosen in COMPILED:
         import numpy as np
 
         from zdl.engine.blocks import block_groups
@@ -62,5 +70,7 @@ def warm_up(kernel: str | None = None) -> float:
         x = np.array([[0.0, 0.5, 1.0], [0.25, 0.0, 0.0]])
         shapes = {name: value.shape for name, value in params.items()}
         blocks = [b for group in block_groups(shapes, 1) for b in group]
-        blocks_gradient(blocks, params, x, np.array([0, 1]), "numerical", kernel="numba")
+        for compiled in ("numba", "closed-form") if chosen == "closed-form" else ("numba",):
+            blocks_gradient(blocks, params, x, np.array([0, 1]), "numerical", kernel=compiled)
+            blocks_gradient(blocks, params, 300 * x, np.array([0, 1]), "numerical", kernel=compiled)  # fallbacks
     return time.perf_counter() - began
