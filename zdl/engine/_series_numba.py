@@ -64,16 +64,16 @@ def hidden_series(z1, e, s, e_t, labels, w2t, wp, r, n, u_lo, u_hi, mom, coef, o
     z1_n, wt_n = z1[n], w2t[labels[n]]
     s_n, e_tn = s[n], e_t[n]
     m1, m2, m3, m4, m5, m6, m7 = mom[1], mom[2], mom[3], mom[4], mom[5], mom[6], mom[7]
-    c1s, c3s, c5s, c7s = coef[0], coef[1], coef[2], coef[3]
+    c1s, c3s, c5s, c7s = coef[0, at : at + units], coef[1, at : at + units], coef[2, at : at + units], \
+        coef[3, at : at + units]
+    for jj in range(units):  # straight-line arithmetic only: this loop vectorizes
+        z = z1_n[u_lo + jj]
+        c1s[jj], c3s[jj], c5s[jj], c7s[jj] = hidden_terms(z, 1.0 - z, wt_n[u_lo + jj], s_n, e_tn, m1[jj], m2[jj],
+                                                          m3[jj], m4[jj], m5[jj], m6[jj], m7[jj])
     marked = 0
     for jj in range(units):
-        z = z1_n[u_lo + jj]
-        c1, c3, c5, c7 = hidden_terms(z, 1.0 - z, wt_n[u_lo + jj], s_n, e_tn, m1[jj], m2[jj], m3[jj], m4[jj],
-                                      m5[jj], m6[jj], m7[jj])
-        c1s[at + jj], c3s[at + jj], c5s[at + jj], c7s[at + jj] = c1, c3, c5, c7
-        good = within_bound(c1, c7, r)
-        ok[at + jj] = good
-        marked += 0 if good else 1
+        ok[at + jj] = within_bound(c1s[jj], c7s[jj], r)
+        marked += 0 if ok[at + jj] else 1
     return marked
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,7 +42,8 @@ class Forward:
     labels: NDArray[np.intp]  # (N,)
 
 
-def fwd_arrays(fwd: Forward) -> tuple[NDArray[np.float64], ...]:
+def fwd_arrays(fwd: Forward) -> tuple[NDArray[Any], ...]:
+    """The forward pass as the kernels take it."""
     return fwd.z1, fwd.e, fwd.s, fwd.e_t, fwd.labels
 
 
@@ -105,10 +107,10 @@ def hidden_rows_gradient(
     accs = [np.zeros((len(rows), v - u)) for u, v in ranges]
     w2_max = np.abs(w2).max(axis=1)
     w2t = np.ascontiguousarray(w2.T)
-    step = min(samples_per_chunk(len(rows) * units, budget.KERNEL_PAIR_UNITS),
-               samples_per_chunk(len(rows), budget.MAX_CHUNK_ENTRIES))
     if x_max is not None:  # the closed form: no (sample, value) pairs to share; its series per chunk
-        step = min(step, samples_per_chunk(units, budget.SERIES_PAIR_UNITS))
+        step = min(samples_per_chunk(len(rows) * units, budget.CLOSED_FORM_ENTRY_UNITS),
+                   samples_per_chunk(len(rows), budget.MAX_CHUNK_ENTRIES),
+                   samples_per_chunk(units, budget.SERIES_PAIR_UNITS))
         wp = weight_powers(w2t)
         for lo in range(0, batch, step):
             hi = min(lo + step, batch)
@@ -116,6 +118,8 @@ def hidden_rows_gradient(
                                             for (u, v), acc in zip(ranges, accs, strict=True)], threads)
             check()
         return (accs[0] if len(accs) == 1 else np.hstack(accs)) / batch  # it sums quotients, not differences
+    step = min(samples_per_chunk(len(rows) * units, budget.KERNEL_PAIR_UNITS),
+               samples_per_chunk(len(rows), budget.MAX_CHUNK_ENTRIES))
     xbits = x.view(np.int64)
     size = min(step, batch) * len(rows)
     value, pair_value = np.empty(size), np.empty(size, np.int64)

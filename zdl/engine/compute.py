@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -144,6 +145,14 @@ def gradient(
     if method == "backprop":
         return backprop_gradient(checked, x_arr, labels, check or no_check)
     shapes = param_shapes(checked)
-    blocks = partition(shapes, n_blocks=n_blocks)
-    values = blocks_gradient(blocks, checked, x_arr, labels, method, threads=threads, check=check, kernel=kernel)
-    return assemble(shapes, list(zip(blocks, values, strict=True)))
+    group = _whole_group(tuple(shapes[name] for name in PARAM_NAMES), n_blocks)
+    values = group.gradient(checked, x_arr, labels, method, threads=threads, check=check, kernel=kernel)
+    return assemble(shapes, list(zip(group.blocks, group.layout.split(values), strict=True)))
+
+
+@lru_cache(maxsize=16)
+def _whole_group(shapes: tuple[tuple[int, ...], ...], n_blocks: int) -> BlockGroup:
+    """The `partition(n_blocks)` blocks of these shapes as one group, planned once per process (a training
+    loop asks for the same shapes every step)."""
+    named = dict(zip(PARAM_NAMES, shapes, strict=True))
+    return BlockGroup(partition(named, n_blocks=n_blocks), named)

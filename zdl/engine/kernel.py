@@ -19,7 +19,9 @@ import os
 import time
 from functools import cache
 
-KERNELS = ("auto", "closed-form", "numba", "numpy")
+#: What `numerical` can run on: the closed form, the evaluated compiled kernel, the NumPy reference of the latter.
+IMPLEMENTATIONS = ("closed-form", "numba", "numpy")
+KERNELS = ("auto", *IMPLEMENTATIONS)
 
 #: The kernels that Numba compiles.
 COMPILED = ("closed-form", "numba")
