@@ -95,7 +95,8 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
     `rows`; a row equal to input_size is b1, v = 1), or for a (sample, unit) past the bound the evaluated
     kernel's (l(+) - l(-)) / 2h; every entry sums its samples in ascending order.
 
-    The additions go tile by tile of TILE units, so that a tile of `acc` stays in cache for all samples."""
+    The additions go block by block of acc (TILE units, ROW_BLOCK rows), each entry still summing its
+    samples in ascending order, so that a block stays in cache for all samples."""
     units = u_hi - u_lo
     count = n_hi - n_lo
     coef = np.empty((4, count * units))  # c1, c3, c5, c7 of each (sample, unit), sample-major
@@ -111,28 +112,38 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
         v = entry_value[q]
         hv2 = (H * v) * (H * v)
         weights[q, 0], weights[q, 1], weights[q, 2] = v, v * hv2, v * hv2 * hv2
+    reached = np.empty(count, np.int64)  # per sample: its first entry not yet added in this tile
     for t_lo in range(0, units, TILE):
         t_hi = min(t_lo + TILE, units)
-        for n in range(n_lo, n_hi):
-            base = (n - n_lo) * units
-            q_lo, q_hi = entry_start[n - n_lo], entry_start[n - n_lo + 1]
-            if marked and not ok[base + t_lo : base + t_hi].all():  # rare: see `closed_form`
-                _add_with_fallback(z1, e, s, e_t, labels, w2, w2t, w2_max, n, u_lo + t_lo, u_lo + t_hi,
-                                   ok[base + t_lo : base + t_hi], coef[:3, base + t_lo : base + t_hi],
-                                   entry_row[q_lo:q_hi], entry_value[q_lo:q_hi], weights[q_lo:q_hi],
-                                   acc[:, t_lo:t_hi])
-                continue
-            c1, c3, c5 = coef[0, base + t_lo : base + t_hi], coef[1, base + t_lo : base + t_hi], \
-                coef[2, base + t_lo : base + t_hi]
-            for q in range(q_lo, q_hi):
-                a, b, c = weights[q, 0], weights[q, 1], weights[q, 2]
-                acc_row = acc[entry_row[q], t_lo:t_hi]
-                for jj in range(t_hi - t_lo):
-                    acc_row[jj] += a * c1[jj] + b * c3[jj] + c * c5[jj]
+        reached[:] = entry_start[:count]
+        for block_end in range(ROW_BLOCK, len(rows) + ROW_BLOCK, ROW_BLOCK):  # rows r < block_end
+            for n in range(n_lo, n_hi):
+                base = (n - n_lo) * units
+                q_lo = q_hi = reached[n - n_lo]
+                while q_hi < entry_start[n - n_lo + 1] and entry_row[q_hi] < block_end:
+                    q_hi += 1
+                reached[n - n_lo] = q_hi
+                if q_lo == q_hi:
+                    continue
+                if marked and not ok[base + t_lo : base + t_hi].all():  # rare: see `closed_form`
+                    _add_with_fallback(z1, e, s, e_t, labels, w2, w2t, w2_max, n, u_lo + t_lo, u_lo + t_hi,
+                                       ok[base + t_lo : base + t_hi], coef[:3, base + t_lo : base + t_hi],
+                                       entry_row[q_lo:q_hi], entry_value[q_lo:q_hi], weights[q_lo:q_hi],
+                                       acc[:, t_lo:t_hi])
+                    continue
+                c1, c3, c5 = coef[0, base + t_lo : base + t_hi], coef[1, base + t_lo : base + t_hi], \
+                    coef[2, base + t_lo : base + t_hi]
+                for q in range(q_lo, q_hi):
+                    a, b, c = weights[q, 0], weights[q, 1], weights[q, 2]
+                    acc_row = acc[entry_row[q], t_lo:t_hi]
+                    for jj in range(t_hi - t_lo):
+                        acc_row[jj] += a * c1[jj] + b * c3[jj] + c * c5[jj]
 
 
-#: Hidden units whose accumulators are updated together (a tile of acc: rows x TILE float64).
+#: Hidden units and rows whose accumulators are updated together: a ROW_BLOCK x TILE block of acc (32 KiB)
+#: stays in the L1 cache while every sample adds its entries of those rows.
 TILE = 64
+ROW_BLOCK = 64
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
