@@ -5,6 +5,14 @@ for numerical-reference, numerical (numba and numpy kernels, 1 and 2 threads, N 
 backprop, measured side by side in one run; then numerical (numba) and backprop on hidden 100/300,
 batch 1000, and Fashion-MNIST 784-50-10 and 784-300-10; prints medians, ratios and peak memory.
 
+Mode `compare` (issue 23): the closed form, the evaluated kernel and backprop side by side on one core,
+interleaved step by step, on the book's config (784-50-10, batch 100), Fashion-MNIST 784-300-10 batch
+100 and MNIST 784-1,024-10 batch 1,000; prints medians of thread time and the ratios to backprop.
+
+Mode `train-compare`: the book's full run with `zdl train` three times (numerical on the closed form,
+numerical on the evaluated kernel, backprop), on the cores this process may use; prints wall times,
+test accuracies and how far the closed form's final weights are from the evaluated kernel's.
+
 Mode `compile`: the kernels' compile time cold (empty cache) and cached, each in a fresh process.
 
 Mode `train`: the book's full numerical run (10,000 iterations by default); prints wall time, final
@@ -13,17 +21,21 @@ accuracies and memory at iteration 1,000 and at the end.
     python bench/engine.py [--data-dir DIR] [--workers 2] [--ref-iters 3]
     python bench/engine.py train [--iters 10000] [--workers 2 | --threads 2]
     python bench/engine.py compile
+    python bench/engine.py compare [--repeats 21]
+    python bench/engine.py train-compare [--iters 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +109,8 @@ def bench_gradient(args: argparse.Namespace) -> None:
     warm_up()
     t_ref = median_seconds(lambda: gradient(net.params, *batch(), "numerical-reference"), args.ref_iters)
     rows.append(("numerical-reference, 1 process", t_ref))
+    t_closed = median_seconds(lambda: gradient(net.params, *batch(), "numerical", kernel="closed-form"), args.repeats)
+    rows.append(("numerical (closed form), 1 thread", t_closed))
     t_num = median_seconds(lambda: gradient(net.params, *batch(), "numerical", kernel="numba"), args.repeats)
     rows.append(("numerical (numba), 1 thread", t_num))
     t_threads = median_seconds(lambda: gradient(net.params, *batch(), threads=2, kernel="numba"), args.repeats)
@@ -153,6 +167,85 @@ def bench_shapes(args: argparse.Namespace, mnist) -> None:
         out(f"| {label:<28} | {1000 * one:>15.2f} | {1000 * two:>10.2f} | {1000 * bp:>9.2f} |    |")
 
 
+COMPARE_CASES = [("mnist", 50, 100, "book's config"), ("fashion-mnist", 300, 100, "Fashion-MNIST"),
+                 ("mnist", 1024, 1000, "MNIST, hidden 1,024")]
+
+
+def bench_compare(args: argparse.Namespace) -> None:
+    """Thread time per step, one core: closed form, evaluated kernel and backprop interleaved, so that
+    whatever else the machine runs weighs on all three alike."""
+    out(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
+    warm_up("closed-form")
+    out(f"| {'case':<40} | {'closed form':>11} | {'evaluated':>9} | {'backprop':>8} | {'closed/bp':>9} | "
+        f"{'eval/bp':>7} |")
+    out(f"|{'-' * 42}|{'-' * 12}:|{'-' * 10}:|{'-' * 9}:|{'-' * 10}:|{'-' * 8}:|")
+    rng = np.random.default_rng(2)
+    for dataset, hidden, batch, label in COMPARE_CASES:
+        (x_train, t_train), _ = load_mnist(dataset=dataset, data_dir=args.data_dir if dataset == "mnist" else None)
+        mask = rng.choice(len(x_train), batch)
+        x, t = x_train[mask].astype(np.float64), t_train[mask]
+        params = TwoLayerNet(784, hidden, 10, seed=0).params
+        routes = (("closed", "numerical", "closed-form"), ("evaluated", "numerical", "numba"),
+                  ("backprop", "backprop", None))
+        calls = {name: partial(gradient, params, x, t, method, kernel=kernel) for name, method, kernel in routes}
+        repeats = args.repeats if hidden * batch < 500_000 else max(5, args.repeats // 4)
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for call in calls.values():
+            call()  # caches warm
+        for _ in range(repeats):
+            for name, call in calls.items():
+                began = time.thread_time()
+                call()
+                times[name].append(time.thread_time() - began)
+        closed, evaluated, backprop = (statistics.median(times[k]) for k in calls)
+        case = f"{label}: 784-{hidden}-10, batch {batch}"
+        out(f"| {case:<40} | {1000 * closed:>8.2f} ms | {1000 * evaluated:>6.2f} ms | {1000 * backprop:>5.2f} ms | "
+            f"{closed / backprop:>8.2f}x | {evaluated / backprop:>6.2f}x |")
+    out(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def bench_train_compare(args: argparse.Namespace) -> None:
+    """`zdl train` (the book's run) with numerical on both kernels and with backprop, one after another."""
+    import subprocess
+    import tempfile
+
+    out(f"machine: {cpu_model()}, {len(os.sched_getaffinity(0))} cores for the run, "
+        f"load average {os.getloadavg()[0]:.1f} at the start; {args.iters} iterations")
+    runs = [("numerical, closed form", "numerical", "closed-form"), ("numerical, evaluated kernel", "numerical",
+                                                                    "numba"), ("backprop", "backprop", "auto")]
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for label, method, kernel in runs:
+            out_dir = Path(folder) / kernel
+            env = {**os.environ, "ZDL_KERNEL": kernel}
+            if args.data_dir is not None:
+                env["ZDL_DATA_DIR"] = str(args.data_dir)
+            command = [sys.executable, "-m", "zdl.cli", "train", "--iters", str(args.iters), "--gradient", method,
+                       "--no-progress", "--out", str(out_dir)]
+            began = time.perf_counter()
+            subprocess.run(command, env=env, check=True, capture_output=True)
+            wall = time.perf_counter() - began
+            history = json.loads((out_dir / "history.json").read_text())
+            with np.load(out_dir / "weights.npz") as weights:
+                results[kernel] = {name: weights[name] for name in weights.files}
+            out(f"| {label:<28} | {wall:>7.1f} s | test acc {history['test_acc'][-1]:.4f} | "
+                f"load {os.getloadavg()[0]:.1f} |")
+            results[label] = wall
+    gaps = {name: float(np.abs(results["closed-form"][name] - results["numba"][name]).max())
+            for name in results["numba"]}
+    out(f"closed form / backprop: {results['numerical, closed form'] / results['backprop']:.2f}x; "
+        f"evaluated / backprop: {results['numerical, evaluated kernel'] / results['backprop']:.2f}x")
+    out("final weights, closed form vs evaluated kernel, max |difference|: "
+        + ", ".join(f"{name} {gap:.1e}" for name, gap in gaps.items()))
+
+
 COMPILE = "import time, zdl.engine; print(zdl.engine.warm_up('numba'))"
 
 
@@ -207,7 +300,8 @@ def bench_train(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=["gradient", "train", "compile"], default="gradient")
+    parser.add_argument("mode", nargs="?", choices=["gradient", "train", "compile", "compare", "train-compare"],
+                        default="gradient")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="train mode with --workers 1: threads in process")
@@ -215,7 +309,9 @@ def main() -> None:
     parser.add_argument("--ref-iters", type=int, default=3, help="timed iterations of numerical-reference")
     parser.add_argument("--iters", type=int, default=10000, help="train mode: iterations")
     args = parser.parse_args()
-    {"gradient": bench_gradient, "train": bench_train, "compile": bench_compile}[args.mode](args)
+    modes = {"gradient": bench_gradient, "train": bench_train, "compile": bench_compile, "compare": bench_compare,
+             "train-compare": bench_train_compare}
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@ MEMORY_BUDGET = 256 * 2**20
 #: (sample, value, hidden unit) evaluations per chunk of the compiled kernel: about 10 ms of one core.
 KERNEL_PAIR_UNITS = 2_000_000
 
+#: (sample, hidden unit) series coefficients per chunk of the closed form (four float64 each).
+SERIES_PAIR_UNITS = 1 << 16
+
+#: (sample, pixel, hidden unit) terms per chunk of the closed form: about 20 ms of one core.
+CLOSED_FORM_ENTRY_UNITS = 1 << 25
+
 #: (sample, pixel) entries per chunk of the compiled kernel's distinct pairs, at most (about 40 bytes each).
 MAX_CHUNK_ENTRIES = 1 << 20
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from zdl.engine.blocks import PARAM_NAMES, Block, assemble, param_shapes, partit
 from zdl.engine.budget import Check, no_check
 from zdl.engine.incremental import incremental_group_gradient
 from zdl.engine.inputs import Params, check_batch, check_params, check_threads
-from zdl.engine.kernel import resolve_kernel
+from zdl.engine.kernel import COMPILED, resolve_kernel
 from zdl.engine.pieces import GroupLayout
 from zdl.engine.reference import reference_block_gradient
 
@@ -66,10 +67,12 @@ class BlockGroup:
             raise ValueError(f"block group: planned for parameter shapes {self.shapes}, got {param_shapes(checked)}")
         x_arr, labels = check_batch(checked, x, t)
         if method == "numerical":
-            if resolve_kernel(kernel) == "numba":
+            chosen = resolve_kernel(kernel)
+            if chosen in COMPILED:
                 from zdl.engine.compiled import compiled_group_gradient
 
-                return compiled_group_gradient(self.layout, checked, x_arr, labels, threads, check)
+                return compiled_group_gradient(self.layout, checked, x_arr, labels, threads, check,
+                                               closed_form=chosen == "closed-form")
             return incremental_group_gradient(self.layout, checked, x_arr, labels, check)
         out = np.empty(self.size)
         full = backprop_gradient(checked, x_arr, labels, check) if method == "backprop" else None
@@ -98,8 +101,9 @@ def blocks_gradient(
 
     threads: cores `numerical` may use in this call (compiled kernel; the bits do not depend on it).
     check: called between chunks of work (at most about 0.1 s of one core apart); an exception it raises
-    aborts the call. kernel: "numba", "numpy" or "auto" for `numerical` (default: $ZDL_KERNEL, see
-    `zdl.engine.kernel`). Extra memory stays under `zdl.engine.budget.MEMORY_BUDGET` at admitted shapes.
+    aborts the call. kernel: "closed-form", "numba" (evaluated), "numpy" or "auto" for `numerical`
+    (default: $ZDL_KERNEL, see `zdl.engine.kernel`). Extra memory stays under
+    `zdl.engine.budget.MEMORY_BUDGET` at admitted shapes.
     A worker computing the same blocks every step prepares them once as a `BlockGroup`.
     """
     checked = check_params(params)
@@ -141,6 +145,14 @@ def gradient(
     if method == "backprop":
         return backprop_gradient(checked, x_arr, labels, check or no_check)
     shapes = param_shapes(checked)
-    blocks = partition(shapes, n_blocks=n_blocks)
-    values = blocks_gradient(blocks, checked, x_arr, labels, method, threads=threads, check=check, kernel=kernel)
-    return assemble(shapes, list(zip(blocks, values, strict=True)))
+    group = _whole_group(tuple(shapes[name] for name in PARAM_NAMES), n_blocks)
+    values = group.gradient(checked, x_arr, labels, method, threads=threads, check=check, kernel=kernel)
+    return assemble(shapes, list(zip(group.blocks, group.layout.split(values), strict=True)))
+
+
+@lru_cache(maxsize=16)
+def _whole_group(shapes: tuple[tuple[int, ...], ...], n_blocks: int) -> BlockGroup:
+    """The `partition(n_blocks)` blocks of these shapes as one group, planned once per process (a training
+    loop asks for the same shapes every step)."""
+    named = dict(zip(PARAM_NAMES, shapes, strict=True))
+    return BlockGroup(partition(named, n_blocks=n_blocks), named)

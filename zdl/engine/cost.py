@@ -1,8 +1,10 @@
 """What one training iteration costs: compute in core-seconds and the memory of one block group.
 
 The service refuses jobs whose group memory exceeds a worker's or whose compute exceeds a limit, and
-shows the estimate. The model follows the engine's actual work: for `numerical`, distinct (sample, pixel
-value) pairs times hidden units (plus a forward pass per block group); for `numerical-reference`, two
+shows the estimate. The model follows the engine's actual work: for `numerical` in closed form, a
+series per (sample, hidden unit) and a term per (sample, non-zero pixel, hidden unit); on the evaluated
+kernels, distinct (sample, pixel value) pairs times hidden units (both plus a forward pass per block
+group); for `numerical-reference`, two
 full forward passes per weight; for backprop, about three forward passes. The per-dataset statistics
 and the per-operation times are constants measured on the project's 2-core AMD EPYC VM (AVX-512,
 NumPy 2.4, Numba 0.68; thread CPU time, medians); tests/zdl/engine/test_cost.py checks the estimates
@@ -25,6 +27,8 @@ DATASET_STATS = {"mnist": (151.0, 65.5), "fashion-mnist": (388.0, 126.0)}
 _NUMBA_PAIR_UNIT = 3.0e-9  # per (sample, hidden unit) and (distinct value + 10): pairs, moments, logits
 _NUMPY_PAIR_UNIT = 6.0e-8  # the same for the NumPy kernel
 _NUMERICAL_CALL = 6.0e-4  # a numerical call's fixed part (blocks, pieces, chunks)
+_SERIES_UNIT = 2.5e-8  # closed form: the series per (sample, hidden unit), W2's and b2's per class with it
+_TERM_UNIT = 2.5e-10  # closed form: one (sample, non-zero pixel, hidden unit) term added
 _FORWARD_MAC = 3.0e-10  # the compiled forward pass per non-zero pixel and hidden unit
 _FORWARD_UNIT = 6.0e-9  # and per sample and hidden unit (sigmoid, second layer)
 _REFERENCE_MAC = 7.7e-11  # BLAS forward pass per multiply-add, one thread
@@ -80,10 +84,14 @@ def iteration_cost(
     nonzero, distinct = (min(float(i), v) for v in DATASET_STATS[dataset])
     units = -(-h // min(n_groups, h))  # the largest group's hidden units
     if method == "numerical":
-        per_unit = _NUMBA_PAIR_UNIT if resolve_kernel(kernel) == "numba" else _NUMPY_PAIR_UNIT
+        chosen = resolve_kernel(kernel)
         forward = n * h * (nonzero * _FORWARD_MAC + _FORWARD_UNIT)
-        seconds = speed.kernel * (n_groups * (_NUMERICAL_CALL + forward) + per_unit * n * h * (distinct + 10))
-        memory = _numerical_memory(i, h, c, n, units, resolve_kernel(kernel))
+        if chosen == "closed-form":
+            work = n * h * (_SERIES_UNIT + _TERM_UNIT * (nonzero + 1))
+        else:
+            work = (_NUMBA_PAIR_UNIT if chosen == "numba" else _NUMPY_PAIR_UNIT) * n * h * (distinct + 10)
+        seconds = speed.kernel * (n_groups * (_NUMERICAL_CALL + forward) + work)
+        memory = _numerical_memory(i, h, c, n, units, chosen)
     elif method == "numerical-reference":
         entries = i * h + h + h * c + c
         seconds = entries * (speed.kernel * _REFERENCE_ENTRY + speed.blas * _REFERENCE_MAC * n * h * (i + c))
@@ -102,6 +110,11 @@ def _numerical_memory(i: int, h: int, c: int, n: int, units: int, kernel: str) -
     """Bytes: the batch as float64, the forward pass, and the chunked work of one group."""
     forward = 8 * (n * i + n * h + 3 * n * c)
     rows = i + 1
+    if kernel == "closed-form":  # accumulators; each chunk's entries (row, value) and series (c1 .. c7, ok)
+        chunk = min(n, budget.samples_per_chunk(rows * units, budget.CLOSED_FORM_ENTRY_UNITS),
+                    budget.samples_per_chunk(rows, budget.MAX_CHUNK_ENTRIES),
+                    budget.samples_per_chunk(units, budget.SERIES_PAIR_UNITS))
+        return forward + 8 * 6 * rows * units + 40 * chunk * rows + 40 * chunk * units
     if kernel == "numba":
         chunk = min(n, budget.samples_per_chunk(rows * units, budget.KERNEL_PAIR_UNITS),
                     budget.samples_per_chunk(rows, budget.MAX_CHUNK_ENTRIES))

@@ -81,6 +81,21 @@ class GroupLayout:
         return tuple(hidden_work([self.blocks[k] for k in on_hidden], self.input_size, self.hidden_size, starts))
 
     @cached_property
+    def _hidden_places(self) -> tuple[slice | NDArray[np.intp], ...]:
+        """Where each piece's (rows, units) values go in the output: one slice where they lie end to end
+        in row order (a whole W1, or whole rows), else the flat indices of every value."""
+        places: list[slice | NDArray[np.intp]] = []
+        for piece in self.hidden:
+            units = piece.unit_hi - piece.unit_lo
+            first = int(piece.destination[0])
+            end_to_end = len(piece.row_position) == len(piece.rows) and np.array_equal(
+                piece.row_position, np.arange(len(piece.rows))) and np.array_equal(
+                piece.destination, first + units * np.arange(len(piece.rows)))
+            places.append(slice(first, first + units * len(piece.rows)) if end_to_end
+                          else piece.destination[:, None] + np.arange(units))
+        return tuple(places)
+
+    @cached_property
     def logits(self) -> tuple[tuple[int, Block], ...]:
         """(output start, block) of each W2/b2 block."""
         return tuple((self.offsets[k], b) for k, b in enumerate(self.blocks) if b.param in ("W2", "b2"))
@@ -97,9 +112,12 @@ class GroupLayout:
         """The blocks' values end to end: W1/b1 from `rows_gradient(work)` ((len(work.rows), units) for one
         unit range), W2/b2 from `logit_values(block)` (block.size values)."""
         out = np.empty(self.size)
-        for piece in self.hidden:
+        for piece, place in zip(self.hidden, self._hidden_places, strict=True):
             grad = rows_gradient(piece)
-            out[piece.destination[:, None] + np.arange(piece.unit_hi - piece.unit_lo)] = grad[piece.row_position]
+            if isinstance(place, slice):
+                out[place] = grad.reshape(-1)
+            else:
+                out[place] = grad[piece.row_position]
         for start, block in self.logits:
             out[start : start + block.size] = logit_values(block)
         return out

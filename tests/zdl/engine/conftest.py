@@ -1,4 +1,4 @@
-"""Engine test fixtures: real data found the way users find it, and both kernels of `numerical`."""
+"""Engine test fixtures: real data found the way users find it, and every kernel of `numerical`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import pytest
 
 from zdl.datasets import DatasetError, load_mnist
 from zdl.engine import budget
-from zdl.engine.kernel import numba_importable
-
-KERNELS = ("numba", "numpy")
+from zdl.engine.kernel import COMPILED, IMPLEMENTATIONS, numba_importable
 
 
 def _load(dataset: str):
@@ -34,10 +32,10 @@ def fashion():
     return _load("fashion-mnist")
 
 
-@pytest.fixture(params=KERNELS)
+@pytest.fixture(params=IMPLEMENTATIONS)
 def kernel(request) -> str:
     """Each kernel of `numerical` in turn."""
-    if request.param == "numba" and not numba_importable():
+    if request.param in COMPILED and not numba_importable():
         pytest.skip("numba is not importable: the compiled kernel cannot be tested")
     return request.param
 
@@ -52,8 +50,10 @@ def tiny_chunks():
 def _tiny_chunks() -> Iterator[None]:
     """Chunks of one or a few samples everywhere, so that small cases take the multi-chunk paths."""
     saved = {name: getattr(budget, name) for name in
-             ("KERNEL_PAIR_UNITS", "MAX_CHUNK_ENTRIES", "FORWARD_MULTIPLY_ADDS", "NUMPY_CHUNK_BYTES")}
+             ("KERNEL_PAIR_UNITS", "MAX_CHUNK_ENTRIES", "FORWARD_MULTIPLY_ADDS", "NUMPY_CHUNK_BYTES",
+              "SERIES_PAIR_UNITS", "CLOSED_FORM_ENTRY_UNITS")}
     budget.KERNEL_PAIR_UNITS, budget.MAX_CHUNK_ENTRIES, budget.FORWARD_MULTIPLY_ADDS = 50, 40, 100
+    budget.SERIES_PAIR_UNITS, budget.CLOSED_FORM_ENTRY_UNITS = 20, 50
     budget.NUMPY_CHUNK_BYTES = 20_000
     try:
         yield

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zdl.engine import Block, block_gradient, blocks_gradient, gradient, partition
+from zdl.engine.kernel import IMPLEMENTATIONS
 from zdl.nets import TwoLayerNet
 
 TOLERANCE = 1e-9
@@ -60,7 +61,7 @@ def one_hot(t: np.ndarray, classes: int) -> np.ndarray:
 def test_agrees_for_any_sizes_and_data(seed, input_size, hidden, output, batch, density, weight_std, pixel_levels):
     case = make_case(seed, input_size, hidden, output, batch, density=density, weight_std=weight_std,
                      pixel_levels=pixel_levels)
-    for kernel in ("numba", "numpy"):
+    for kernel in IMPLEMENTATIONS:
         assert_agrees(*case, kernel)
 
 
@@ -97,7 +98,7 @@ def test_agrees_on_real_data_over_the_regime(mnist_small, fashion, tiny_chunks, 
     rows = rng.choice(inked, min(3, len(inked)), replace=False)
     blocks += [Block("W1", int(i) * hidden, (int(i) + 1) * hidden) for i in rows]
     refs = [block_gradient(b, params, x, target, "numerical-reference") for b in blocks]
-    for kernel in ("numba", "numpy"):
+    for kernel in IMPLEMENTATIONS:
         with tiny_chunks() if chunks == "tiny" else nullcontext():
             fast = blocks_gradient(blocks, params, x, target, "numerical", kernel=kernel)
         for block, got, ref in zip(blocks, fast, refs, strict=True):
@@ -142,7 +143,8 @@ def test_tiny_weights_agree_with_backprop_relative_to_their_size(mnist_small, ke
 
 
 def test_kernels_agree_far_below_the_tolerance(mnist_small, fashion):
-    """The compiled and NumPy kernels are not bit-identical but agree to about 1e-12 (KERNEL_GAP)."""
+    """The three kernels are not bit-identical but agree to about 1e-12 (KERNEL_GAP): the compiled and
+    NumPy evaluated kernels, and the closed form (the evaluated kernel its second oracle)."""
     cases = [(mnist_small, 50, 0.01, 1.0), (fashion, 300, 0.01, 1.0), (fashion, 40, 1.0, 255.0),
              (mnist_small, 30, 3.0, 1.0)]
     for (train, _), hidden, std, scale in cases:
@@ -150,8 +152,10 @@ def test_kernels_agree_far_below_the_tolerance(mnist_small, fashion):
         params = TwoLayerNet(784, hidden, 10, std, seed=1).params
         numba = gradient(params, x, t, kernel="numba")
         numpy = gradient(params, x, t, kernel="numpy")
+        closed = gradient(params, x, t, kernel="closed-form")
         for key in numba:
             np.testing.assert_allclose(numba[key], numpy[key], rtol=0, atol=KERNEL_GAP, err_msg=key)
+            np.testing.assert_allclose(closed[key], numba[key], rtol=0, atol=KERNEL_GAP, err_msg=key)
 
 
 def test_agrees_on_real_mnist_batch(mnist_small, kernel):

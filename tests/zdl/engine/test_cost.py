@@ -34,6 +34,10 @@ def batch_of(data, size: int, seed: int = 0):
 @pytest.mark.parametrize(
     "dataset, hidden, batch, method, kernel, n_groups",
     [
+        ("mnist", 50, 100, "numerical", "closed-form", 1),
+        ("mnist", 300, 100, "numerical", "closed-form", 2),
+        ("fashion-mnist", 300, 100, "numerical", "closed-form", 1),
+        ("mnist", 1024, 1000, "numerical", "closed-form", 4),
         ("mnist", 50, 100, "numerical", "numba", 1),
         ("mnist", 300, 100, "numerical", "numba", 2),
         ("fashion-mnist", 100, 300, "numerical", "numba", 1),
@@ -52,7 +56,7 @@ def test_compute_estimate_within_2x_of_a_measured_iteration(mnist_small, fashion
     x = x.astype(np.float64)
     params = TwoLayerNet(784, hidden, 10, seed=1).params
     shapes = {k: v.shape for k, v in params.items()}
-    speed = speed_now("numpy" if kernel == "numpy" else None)
+    speed = speed_now(None if kernel == "auto" else kernel)
     estimate = iteration_cost(784, hidden, 10, batch, method, dataset, n_groups, kernel=kernel, speed=speed)
     if method == "numerical-reference":  # 40 entries of W1 measured, the rest in proportion
         entries = sum(int(np.prod(s)) for s in shapes.values())
@@ -113,7 +117,8 @@ MEASURE = textwrap.dedent("""
 @pytest.mark.slow
 def test_group_memory_estimate_within_2x_of_the_measured_peak():
     """Peak RSS growth of one group's call in a fresh process, at shapes where the work arrays are large."""
-    cases = [("numerical", "numba", 1024, 3000, 1), ("numerical", "numba", 300, 10000, 4),
+    cases = [("numerical", "closed-form", 1024, 3000, 1), ("numerical", "numba", 1024, 3000, 1),
+             ("numerical", "numba", 300, 10000, 4),
              ("numerical", "numpy", 1024, 2000, 32), ("backprop", "auto", 1024, 5000, 1),
              ("numerical-reference", "auto", 1024, 5000, 1)]
     for case in cases:  # one process each: freed memory that the allocator keeps would hide the next peak

@@ -17,6 +17,7 @@ from zdl.engine import (
     gradient,
     partition,
 )
+from zdl.engine.kernel import IMPLEMENTATIONS
 from zdl.engine.parallel import ProcessPoolGradient
 from zdl.nets import TwoLayerNet
 from zdl.train import TrainConfig, Trainer
@@ -49,7 +50,7 @@ def test_blocks_of_any_size_computed_alone_give_identical_bits(mnist_small, max_
     x, t = mnist_batch(mnist_small, size=20, seed=seed)
     params = TwoLayerNet(784, 12, 10, seed=seed).params
     shapes = {k: v.shape for k, v in params.items()}
-    for kernel in ("numba", "numpy"):
+    for kernel in IMPLEMENTATIONS:
         pieces = [(b, block_gradient(b, params, x, t, kernel=kernel)) for b in partition(shapes, max_size=max_size)]
         assert_same_bits(gradient(params, x, t, kernel=kernel), assemble(shapes, pieces))
 

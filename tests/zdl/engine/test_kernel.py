@@ -23,6 +23,8 @@ def test_zdl_kernel_selects_the_implementation(monkeypatch):
     monkeypatch.setenv("ZDL_KERNEL", "numpy")
     assert kernel_name() == "numpy"
     monkeypatch.setenv("ZDL_KERNEL", "auto")
+    assert kernel_name() == ("closed-form" if numba_importable() else "numpy")
+    monkeypatch.setenv("ZDL_KERNEL", "numba")  # the evaluated compiled kernel, the closed form's second oracle
     assert kernel_name() == ("numba" if numba_importable() else "numpy")
     monkeypatch.delenv("ZDL_KERNEL")
     assert kernel_name() == resolve_kernel("auto")

@@ -63,6 +63,7 @@ def peak_growth(method: str, kernel: str, n_groups: int) -> int:
 @pytest.mark.parametrize(
     "method, kernel, n_groups",
     [
+        ("numerical", "closed-form", 1),  # the whole gradient as one group
         ("numerical", "numba", 1),  # the whole gradient as one group (measured 104 MiB, about 4 s)
         ("numerical", "numpy", 64),  # 16 hidden units of every row, b1, W2, b2: the same chunking (96 MiB)
         ("backprop", "auto", 1),  # 21 MiB
@@ -98,8 +99,9 @@ def large_inputs():
     return params, x, rng.integers(0, 10, BATCH)
 
 
-@pytest.mark.parametrize("method, kernel", [("numerical", "numba"), ("numerical", "numpy"),
-                                            ("numerical-reference", "auto"), ("backprop", "auto")])
+@pytest.mark.parametrize("method, kernel", [("numerical", "closed-form"), ("numerical", "numba"),
+                                            ("numerical", "numpy"), ("numerical-reference", "auto"),
+                                            ("backprop", "auto")])
 def test_an_exception_in_check_aborts_the_call_at_once(large_inputs, method, kernel):
     """`check` is called between chunks; what it raises comes out, and no further chunk runs."""
     params, x, t = large_inputs
