@@ -32,6 +32,7 @@ from worker.keys import JobKeys, RunKeys
 from worker.replies import as_bytes
 from worker.settings import Settings
 from worker.transfer import StepData
+from worker.usage import CpuMeter, block_clock
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
         return 0
     served = 0
     turn = Turn(client, settings, start)
+    meter = CpuMeter(client, settings, start.job_id, start.owner, block_clock(settings))
     last_request = time.monotonic()
     try:
         while not stopping():
@@ -106,6 +108,7 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
             if item[1] == STOP:
                 break
             served += _serve_one(data, settings, start, as_bytes(item[1]), worker, turn)
+            meter.tick()
             last_request = time.monotonic()
             if last_request >= turn.ends_at:
                 turn.ends_at = last_request + turn.length
@@ -114,6 +117,8 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
         return served + _leave(data, settings, start, worker, turn)
     except GroupHandedBack:
         return served
+    finally:
+        meter.flush()
 
 
 class Turn:

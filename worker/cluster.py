@@ -39,7 +39,8 @@ class LocalCluster:
 
     def __init__(self, state_dir: Path, *, block_workers: int, port: int = 8000, settings: Settings | None = None,
                  start_redis: bool = True, persist: bool = True, step_redis: bool = True,
-                 coordinator_concurrency: int = 4, coordinators: int = 1, env: Mapping[str, str] | None = None) -> None:
+                 coordinator_concurrency: int | None = None, coordinators: int = 1,
+                 env: Mapping[str, str] | None = None) -> None:
         """settings: passed to every process (the Redis URLs are replaced when start_redis); env: extra
         variables for the workers and the API (e.g. ZDL_DATA_DIR); persist: Redis append-only file in
         state_dir; step_redis: with start_redis, a second Redis for step data (else the first carries it).
@@ -66,7 +67,8 @@ class LocalCluster:
                 if self.step_redis_port else ""})
         self.settings = settings
         self.block_workers = block_workers
-        self.coordinator_concurrency = coordinator_concurrency
+        #: Jobs each coordinator worker runs at once (default: ZDL_COORDINATORS).
+        self.coordinator_concurrency = coordinator_concurrency or settings.coordinators
         self.redis: Managed | None = None
         self.step_redis: Managed | None = None
         self.coordinator: Managed | None = None
@@ -215,6 +217,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--threads", type=int, default=None,
                     help="cores each block worker uses on one block group (default $ZDL_BLOCK_THREADS or 1; "
                          "workers x threads = the machine's cores is best)")
+    up.add_argument("--coordinators", type=int, default=None,
+                    help="jobs that run at once (default $ZDL_COORDINATORS or 4); more wait in the fair queue")
     up.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000; 0: any free)")
     up.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
     up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -256,12 +260,14 @@ def run_up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     secret = os.environ.get("ZDL_SECRET_KEY") or stored_secret(args.state_dir, SECRET_KEY_FILE)
-    chosen = {"redis_url": args.redis_url, "block_threads": args.threads}
+    if args.coordinators is not None and args.coordinators < 1:
+        raise ValueError(f"--coordinators must be at least 1, got {args.coordinators}")
+    chosen = {"redis_url": args.redis_url, "block_threads": args.threads, "coordinators": args.coordinators}
     settings = Settings(secret_key=SecretStr(secret), **{k: v for k, v in chosen.items() if v is not None})
     generated = None
     if not settings.api_key_list:  # never run without a key: make one for this cluster's life
         generated = secrets.token_urlsafe(24)
-        settings = settings.model_copy(update={"api_keys": SecretStr(generated)})
+        settings = settings.model_copy(update={"admin_keys": SecretStr(generated)})  # the API names it `admin`
         key_path = write_api_key(args.state_dir, generated)
     cluster = LocalCluster(args.state_dir, block_workers=args.workers, port=args.port, settings=settings,
                            start_redis=args.redis_url is None)

@@ -25,6 +25,7 @@ from worker.specs import train_config
 from worker.store import JobStore
 from worker.transfer import StepData
 from worker.turns import GangRun, StartReplicas
+from worker.usage import CpuMeter
 from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.io import weights_bytes
@@ -49,11 +50,12 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
     resumes from its checkpoint). client: the main Redis; data: where step data goes; after: called at the
     end whatever happened (the scheduler fills the slot this run frees)."""
     lease = Lease(client, store.settings, job_id)
+    meter = CpuMeter(client, store.settings, job_id, "", time.process_time)  # one job per pool process
     try:
         if not lease.acquire():
             log.info("job %s: another process coordinates it; nothing to do", job_id)
             return None
-        return _run_leased(job_id, client, data, store, send, node_label(worker), lease, stopping)
+        return _run_leased(job_id, client, data, store, send, node_label(worker), lease, stopping, meter)
     except redis.RedisError as exc:  # nothing can be recorded now; the lease lapses and a worker resumes the job
         log.warning("job %s: lost Redis (%s); it will resume from its last checkpoint", job_id, exc)
         return "interrupted"
@@ -69,7 +71,7 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
 
 
 def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStore, send: Senders,
-                worker: str, lease: Lease, stopping: Callable[[], bool]) -> str | None:
+                worker: str, lease: Lease, stopping: Callable[[], bool], meter: CpuMeter) -> str | None:
     try:
         record = store.get(job_id)
         if record is None or record["status"] not in ("queued", "running"):
@@ -98,10 +100,10 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         if not store.transition(job_id, "running", ["queued"], started_at=time.time(), worker=worker, blocks=blocks):
             return None  # cancelled meanwhile
     run = _start_run(client, data, store, job_id)
-    owner = record["owner"]
+    owner = meter.owner = record["owner"]
 
     def reporter(timings: StepTimings | None) -> StepReporter:
-        return StepReporter(store, job_id, owner, timings, lease, record.get("started_at"), stopping)
+        return StepReporter(store, job_id, owner, timings, lease, record.get("started_at"), stopping, meter.tick)
 
     fanout = None
     try:
@@ -141,6 +143,7 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         store.fail(job_id, public_reason(exc, dataset), **getattr(exc, "fields", {}))
         return "failed"
     finally:
+        meter.flush()  # (before the job is seen to end, when it succeeds)
         if fanout is not None:
             try:
                 fanout.close()

@@ -21,6 +21,7 @@ from worker.settings import Settings
 from worker.shared_parts import SharedParts
 from worker.specs import train_config
 from worker.transfer import StepData
+from worker.usage import CpuMeter, block_clock
 from zdl.datasets import dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.history import History
@@ -54,6 +55,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         return 0
     steps = 0
     exchange: Exchange | None = None
+    meter = CpuMeter(client, settings, start.job_id, start.owner, block_clock(settings))
     try:
         trainer = replica_trainer(start, maybe_bytes(data.client.get(keys.state)))
         exchange = Exchange(client, data, settings, start, trainer, stopping)
@@ -62,6 +64,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         while not trainer.done:
             progress = trainer.step()
             steps += 1
+            meter.tick()
             if report is not None:
                 report(progress, end=exchange.last or trainer.done)
             if exchange.last:
@@ -75,6 +78,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         log.exception("job %s turn %d: replica %d failed", start.job_id, start.turn, start.replica)
         _fail(data, settings, start, exc)
     finally:
+        meter.flush()
         if exchange is not None:
             exchange.close()
     return steps

@@ -17,17 +17,20 @@ from typing import Any
 import redis
 
 from worker import keys
+from worker.apikeys import limits_of
 from worker.keys import ACTIVE, FINISHED, STATUSES, JobKeys
 from worker.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from worker.settings import Settings
+from worker.usage import usage_key
 from zdl.datasets import dataset_shape
 
 _FLOATS = frozenset({
     "created_at", "started_at", "finished_at", "loss", "train_acc", "test_acc", "iterations_per_s", "eta_s",
-    "elapsed_s", "gradient_s", "fanout_overhead_ms", "core_seconds", "group_memory_mb",
+    "elapsed_s", "gradient_s", "fanout_overhead_ms", "core_seconds", "group_memory_mb", "cpu_seconds",
 })
 _INTS = frozenset({"iteration", "total", "blocks", "cancel_requested", "runs", "resumed_from", "interruptions",
-                   "reserved_bytes", "diverged"})
+                   "reserved_bytes", "diverged",
+                   "stored_bytes"})
 _JSON = frozenset({"spec"})
 
 Record = dict[str, Any]
@@ -45,6 +48,17 @@ def result_bytes(spec: Mapping[str, Any]) -> int:
 
 class QuotaExceeded(Exception):
     """The owner has reached one of its limits (active jobs, stored jobs, stored bytes): a 429 that says which."""
+
+
+def _source(limit: float, default: float, env: str) -> str:
+    """Where a limit comes from, for a 429's message: the setting, or the key's own (worker/apikeys.py)."""
+    return f"{env}={limit:g}" if limit == default else f"this key's own limit of {limit:g}"
+
+
+def _check_core_hours(used_s: float, limit_h: float) -> None:
+    if limit_h > 0 and used_s >= 3600 * limit_h:
+        raise QuotaExceeded(f"this API key has used {used_s / 3600:.2f} core-hours of CPU, its limit of {limit_h:g} "
+                            "(ZDL_MAX_CORE_HOURS_PER_KEY or the key's own); ask the service's admin for more")
 
 
 def decode_record(raw: Mapping[bytes, bytes]) -> Record:
@@ -123,12 +137,15 @@ class JobStore:
         active = [keys.owner_index(self.settings, owner, s) for s in ACTIVE]
         stored, used = keys.owner_index(self.settings, owner), keys.owner_bytes(self.settings, owner)
         more_bytes = sum(reserved_bytes)
+        limits = limits_of(self.client, self.settings, owner)
 
         def create_all(pipe: redis.client.Pipeline) -> tuple[list[str], bool]:
             if idem is not None and (existing := pipe.get(idem)) is not None:
                 return [text(existing)], False
+            _check_core_hours(float(pipe.hget(usage_key(self.settings, owner), "cpu_seconds") or 0.0),
+                              limits["core_hours"])
             self._check_quotas(sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
-                               int(pipe.get(used) or 0), more_bytes, count=len(specs))
+                               int(pipe.get(used) or 0), more_bytes, limits, count=len(specs))
             pipe.multi()
             for job_id, record in zip(job_ids, records, strict=True):
                 pipe.hset(self.keys(job_id).record, mapping=record)
@@ -146,26 +163,30 @@ class JobStore:
         watched = [*active, stored, used, *([idem] if idem is not None else [])]
         return transaction(self.client, create_all, *watched)
 
-    def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int, count: int = 1) -> None:
+    def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int, limits: Mapping[str, float],
+                      count: int = 1) -> None:
+        """Raise QuotaExceeded if `count` more jobs break one of the owner's `limits` (worker/apikeys.py)."""
         s = self.settings
         these, whose = ("this job", "this job's") if count == 1 else (f"these {count} jobs", f"these {count} jobs'")
-        if active + count > s.max_active_jobs_per_key:
+        max_active, max_stored, max_mb = int(limits["active_jobs"]), int(limits["stored_jobs"]), limits["stored_mb"]
+        active_from = _source(max_active, s.max_active_jobs_per_key, "ZDL_MAX_ACTIVE_JOBS_PER_KEY")
+        if active + count > max_active:
             raise QuotaExceeded(f"this API key already has {active} jobs queued or running, "
                                 + ("the limit" if count == 1 else f"and {these} would exceed the limit")
-                                + f" (ZDL_MAX_ACTIVE_JOBS_PER_KEY={s.max_active_jobs_per_key}); wait for one to "
-                                  "finish or cancel one")
+                                + f" ({active_from}); wait for one to finish or cancel one")
         free = "delete finished jobs you no longer need (DELETE /v1/jobs/{id})" + (
             f" or wait for them to expire ({s.job_ttl_days:g} days after they end, ZDL_JOB_TTL_DAYS)"
             if s.job_ttl_days else "")
-        if stored + count > s.max_stored_jobs_per_key:
+        if stored + count > max_stored:
             raise QuotaExceeded(f"this API key stores {stored} jobs"
                                 + (", its quota" if count == 1 else f", and {these} would exceed its quota")
-                                + f" (ZDL_MAX_STORED_JOBS_PER_KEY={s.max_stored_jobs_per_key}); {free}")
-        limit = int(s.max_stored_mb_per_key * 2**20)
-        if used_bytes + more_bytes > limit:
+                                + f" ({_source(max_stored, s.max_stored_jobs_per_key, 'ZDL_MAX_STORED_JOBS_PER_KEY')})"
+                                  f"; {free}")
+        if used_bytes + more_bytes > int(max_mb * 2**20):
+            mb_from = "ZDL_MAX_STORED_MB_PER_KEY" if max_mb == s.max_stored_mb_per_key else "this key's own limit"
             raise QuotaExceeded(f"{whose} results need {more_bytes / 2**20:.1f} MiB"
                                 + f", and this API key's stored jobs already take {used_bytes / 2**20:.1f} of its "
-                                  f"{s.max_stored_mb_per_key:g} MiB (ZDL_MAX_STORED_MB_PER_KEY); {free}")
+                                  f"{max_mb:g} MiB ({mb_from}); {free}")
 
     def get(self, job_id: str) -> Record | None:
         raw = self.client.hgetall(self.keys(job_id).record)
@@ -278,14 +299,16 @@ class JobStore:
         `succeeded` can always fetch them). The final history replaces the per-iteration lists (it holds
         the same numbers), so a job's history is stored once."""
         k = self.keys(job_id)
+        history_json = json.dumps(history) if history is not None else None
         with self.client.pipeline() as pipe:
             if weights is not None:
                 pipe.set(k.weights, weights)
-            if history is not None:
-                pipe.set(k.history, json.dumps(history))
+            if history_json is not None:
+                pipe.set(k.history, history_json)
                 pipe.delete(k.loss, k.epochs)
             pipe.execute()
-        return self.transition(job_id, status, ["running"], finished_at=time.time(), **fields)
+        stored = len(weights or b"") + len(history_json or "")
+        return self.transition(job_id, status, ["running"], finished_at=time.time(), stored_bytes=stored, **fields)
 
     def fail(self, job_id: str, error: str, **fields: Any) -> bool:
         """End a queued or running job as failed with a readable reason (and any other fields to record)."""

@@ -11,6 +11,7 @@ from celery.worker import state
 
 from worker import block_loop, jobs, keys, replica, scheduler
 from worker.block_loop import LoopStart
+from worker.busy import working_on
 from worker.celery_app import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA, app
 from worker.connection import redis_client, step_data
 from worker.gang import ReplicaStart
@@ -31,24 +32,27 @@ def checkpoint_on_sigterm(**_: Any) -> None:
 @app.task(name=RUN_JOB, bind=True)
 def run_job(self: Task, job_id: str) -> str | None:
     """Coordinate one job to its end (queue zdl.coordinator). Deterministic failures end the job, no retry."""
-    client, settings = redis_client(), get_settings()
-    return jobs.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
-                        send=jobs.Senders(start_loops, start_replicas), worker=self.request.hostname or "unknown",
-                        stopping=_terminating.is_set, after=lambda: scheduler.dispatch(client, settings, send_job))
+    client, settings, worker = redis_client(), get_settings(), self.request.hostname or "unknown"
+    with working_on(client, settings, settings.coordinator_queue, worker, job_id):
+        return jobs.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
+                            send=jobs.Senders(start_loops, start_replicas), worker=worker,
+                            stopping=_terminating.is_set, after=lambda: scheduler.dispatch(client, settings, send_job))
 
 
 @app.task(name=SERVE_BLOCKS, bind=True)
 def serve_blocks(self: Task, start: dict[str, Any]) -> int:
     """Serve one job run's block requests until idle (queue zdl.blocks); arrays come and go through Redis."""
-    return block_loop.serve(redis_client(), step_data(), get_settings(), LoopStart.from_dict(start),
-                            self.request.hostname or "unknown", stopping=worker_stopping)
+    loop, settings, worker = LoopStart.from_dict(start), get_settings(), self.request.hostname or "unknown"
+    with working_on(redis_client(), settings, settings.blocks_queue, worker, loop.job_id):
+        return block_loop.serve(redis_client(), step_data(), settings, loop, worker, stopping=worker_stopping)
 
 
 @app.task(name=SERVE_REPLICA, bind=True)
 def serve_replica(self: Task, start: dict[str, Any]) -> int:
     """Run one replica of a job's gang for a turn (queue zdl.blocks); parts come and go through Redis."""
-    return replica.serve_replica(redis_client(), step_data(), get_settings(), ReplicaStart.from_dict(start),
-                                 self.request.hostname or "unknown", stopping=worker_stopping)
+    gang, settings, worker = ReplicaStart.from_dict(start), get_settings(), self.request.hostname or "unknown"
+    with working_on(redis_client(), settings, settings.blocks_queue, worker, gang.job_id):
+        return replica.serve_replica(redis_client(), step_data(), settings, gang, worker, stopping=worker_stopping)
 
 
 def worker_stopping() -> bool:
