@@ -73,8 +73,9 @@ def _admin_view(record: dict[str, Any], settings: Settings, live: int, names: di
                 order: dict[str, int]) -> AdminJobOut:
     out = job_out(record, settings, live)
     owner = record.get("owner", "")
-    return AdminJobOut(**out.model_dump(), key=names.get(owner, "local" if owner == "local" else None),
-                       queue_position=order.get(record["id"]) if record["status"] == "queued" else None)
+    place = order.get(record["id"]) if record["status"] == "queued" else None
+    return AdminJobOut(**{**out.model_dump(), "queue_position": place},
+                       key=names.get(owner, "local" if owner == "local" else None))
 
 
 def workers(client: redis.Redis, settings: Settings) -> list[WorkerOut]:
