@@ -12,13 +12,13 @@ from fastapi import HTTPException
 
 from api.admin_models import AdminJobOut, KeyOut, Limits, Usage, WorkerOut
 from api.jobs import job_out
-from worker import keys, usage
-from worker.apikeys import ApiKey, KeyRegistry, limits_of
-from worker.busy import workers_and_jobs
-from worker.queue_order import start_order
-from worker.replies import texts
+from worker.scheduling.busy import workers_and_jobs
+from worker.scheduling.queue_order import start_order
 from worker.settings import Settings
-from worker.store import JobStore
+from worker.state import keys, usage
+from worker.state.apikeys import ApiKey, KeyRegistry, limits_of
+from worker.state.job_store import JobStore
+from worker.state.replies import texts
 
 
 def key_views(client: redis.Redis, settings: Settings, entries: list[ApiKey]) -> list[KeyOut]:

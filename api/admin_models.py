@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.models import JobOut
 
-#: worker/apikeys.py's NAME_PATTERN, written for the OpenAPI schema.
+#: worker/state/apikeys.py's NAME_PATTERN, written for the OpenAPI schema.
 KEY_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 

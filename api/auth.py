@@ -1,7 +1,7 @@
 """API keys: who is calling. A job belongs to the key that created it; the key itself is never stored.
 
 A request's key is turned into an owner id, HMAC-SHA256 of the key with the server's secret
-(`ZDL_SECRET_KEY`), and looked up among the named keys in Redis (worker/apikeys.py, through the
+(`ZDL_SECRET_KEY`), and looked up among the named keys in Redis (worker/state/apikeys.py, through the
 process's short cache in api/key_cache.py), so neither timing nor logs reveal a key, and the owner ids that
 appear in Redis key names cannot be tested against guessed keys without the secret. Without configured
 keys (allowed only on loopback, see Settings), every caller on this machine that sends no key is the one
@@ -18,8 +18,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.key_cache import KeyCache
-from worker.apikeys import owner_id
 from worker.settings import Settings, is_loopback
+from worker.state.apikeys import owner_id
 
 __all__ = ["LOCAL_OWNER", "Caller", "OwnerDep", "bearer", "is_admin", "owner_id", "require_owner"]
 

@@ -12,9 +12,9 @@ import time
 
 import redis.asyncio
 
-from worker.apikeys import ApiKey
-from worker.replies import hash_reply
 from worker.settings import Settings
+from worker.state.apikeys import ApiKey
+from worker.state.replies import hash_reply
 
 #: How long a process trusts what it read of a key (the issue asks for revocation within a second).
 TTL_S = 0.5

@@ -8,9 +8,9 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker import stats, usage
-from worker.apikeys import KeyRegistry
 from worker.settings import Settings
+from worker.state import stats, usage
+from worker.state.apikeys import KeyRegistry
 
 
 class KeyCollector(Collector):

@@ -12,7 +12,7 @@ from api.admin_models import AdminJobPage, KeyCreate, KeyCreated, KeyPage, Revok
 from api.auth import Caller, key_cache, require_admin, require_owner
 from api.deps import BlockWorkersDep, RedisDep, SettingsDep, StoreDep
 from api.models import ErrorOut, JobStatus
-from worker.apikeys import KeyNameTaken, KeyRegistry
+from worker.state.apikeys import KeyNameTaken, KeyRegistry
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})

@@ -12,7 +12,7 @@ from api import events, jobs
 from api.auth import OwnerDep, is_admin, require_owner
 from api.deps import AsyncRedisDep, BlockWorkersDep, JobDep, JobId, SettingsDep, StoreDep, valid_job_id
 from api.models import ErrorOut, HistoryOut, JobCreate, JobOut, JobPage, JobStatus
-from worker.queue_order import position_of
+from worker.scheduling.queue_order import position_of
 
 #: Every route needs a valid key (require_owner); a job of another key is a 404 like a missing one.
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_owner)],

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from zdl.cli import UserError
-from zdl.client import Client, ClientError
-from zdl.client.connection import DEFAULT_URL
+from zdl.client import Client
+from zdl.client.cli import add_service_arguments, say, service
 
 #: `zdl keys add`'s limit flags: (flag, the API's limit name, type).
 LIMIT_FLAGS = (("--running-jobs", "running_jobs", int), ("--active-jobs", "active_jobs", int),
@@ -41,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     usage = subparsers.add_parser("usage", help="your key's measured CPU time and storage against its limits")
     usage.set_defaults(func=run_usage)
     for parser in (add, listing, revoke, usage):
-        parser.add_argument("--url", default=None, help=f"service URL (default $ZDL_URL or {DEFAULT_URL})")
-        parser.add_argument("--api-key", default=None, help="an admin key (default $ZDL_API_KEY, else the key "
-                                                            "`zdl cluster up` saved)")
+        add_service_arguments(parser)
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -92,16 +87,6 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
 
 
-@contextlib.contextmanager
-def admin_client(args: argparse.Namespace) -> Iterator[Client]:
+def admin_client(args: argparse.Namespace) -> contextlib.AbstractContextManager[Client]:
     """A client of --url with --api-key; its errors (unreachable, 401, 403, 409) as one-line UserErrors."""
-    try:
-        with Client(args.url, args.api_key) as client:
-            yield client
-    except ClientError as exc:
-        raise UserError(str(exc)) from None
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    return service(args)

