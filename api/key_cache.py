@@ -8,13 +8,17 @@ Looking a key up also notes when it was last used, at most once per `TTL_S` per 
 
 from __future__ import annotations
 
+import logging
 import time
 
 import redis.asyncio
+import redis.exceptions
 
 from worker.settings import Settings
 from worker.state.apikeys import ApiKey
 from worker.state.replies import hash_reply
+
+log = logging.getLogger(__name__)
 
 #: How long a process trusts what it read of a key (the issue asks for revocation within a second).
 TTL_S = 0.5
@@ -40,11 +44,18 @@ class KeyCache:
         raw = hash_reply(await self.client.hgetall(key))
         entry = ApiKey.from_hash(owner, {k.decode(): v.decode() for k, v in raw.items()}) if raw else None
         if entry is not None:
-            await self.client.eval(_TOUCH, 1, key, repr(time.time()))
+            await self._touch(key)
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
         self._entries[owner] = (entry, now)
         return entry
+
+    async def _touch(self, key: str) -> None:
+        """Note the use (best effort: a full Redis refuses the write, and the request goes on without it)."""
+        try:
+            await self.client.eval(_TOUCH, 1, key, repr(time.time()))
+        except redis.exceptions.RedisError as exc:
+            log.warning("could not note when key %s was last used (%s)", key, exc)
 
     def forget(self, owner: str) -> None:
         """Drop what this process knows of `owner` (after revoking it here)."""

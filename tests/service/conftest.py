@@ -8,6 +8,7 @@ a job of a few dozen iterations takes well under a second.
 from __future__ import annotations
 
 import gzip
+import itertools
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -269,6 +270,12 @@ def leaves_no_jobs(cluster: LocalCluster) -> Iterator[None]:
 
 #: The class cluster's bootstrap admin key (ZDL_ADMIN_KEYS): named `admin` by the API.
 ADMIN_KEY = "admin-key-3b8e0c"
+_names = itertools.count(1)
+
+
+def fresh(stem: str) -> str:
+    """A key name not used before in this session (so that a test can be run many times over)."""
+    return f"{stem}-{next(_names)}"
 
 
 class ClassCluster:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from api.key_cache import TTL_S
-from tests.service.conftest import ADMIN_KEY, SMALL_JOB, ClassCluster
+from tests.service.conftest import ADMIN_KEY, SMALL_JOB, ClassCluster, fresh
 from zdl.client import Client, Conflict
 
 #: The command line `zdl` (as tests/service/test_cli.py runs it).
@@ -73,7 +73,7 @@ def test_a_name_in_use_is_a_409(class_cluster: ClassCluster) -> None:
 
 def test_revoked_key_is_refused_by_every_api_process_and_its_running_job_cancelled(
         class_cluster: ClassCluster) -> None:
-    key = class_cluster.add_key("carol-revoked")
+    key = class_cluster.add_key(name := fresh("carol-revoked"))
     finished = submit(class_cluster, key)
     assert class_cluster.wait(finished["id"])["status"] == "succeeded"
     running = submit(class_cluster, key, LONG_JOB)
@@ -83,9 +83,9 @@ def test_revoked_key_is_refused_by_every_api_process_and_its_running_job_cancell
         for client in clients:  # both processes have the key in their cache now
             assert client.get("/v1/jobs").status_code == 200
         with class_cluster.client(ADMIN_KEY) as admin:
-            revoked = admin.delete("/v1/admin/keys/carol-revoked")
+            revoked = admin.delete(f"/v1/admin/keys/{name}")
         assert revoked.status_code == 200, revoked.text
-        assert revoked.json() == {"name": "carol-revoked", "cancelled": 1}
+        assert revoked.json() == {"name": name, "cancelled": 1}
         assert clients[0].get("/v1/jobs").status_code == 401  # the revoking process: at once
         time.sleep(TTL_S)  # the other: once its cache entry has run out (TTL_S, half a second)
         for client in clients:
@@ -98,7 +98,7 @@ def test_revoked_key_is_refused_by_every_api_process_and_its_running_job_cancell
     with class_cluster.client(ADMIN_KEY) as admin:  # stored jobs stay, for admins to read
         kept = admin.get(f"/v1/jobs/{finished['id']}")
         listed = admin.get("/v1/admin/jobs", params={"status": "succeeded", "limit": 100}).json()["items"]
-        gone = admin.delete("/v1/admin/keys/carol-revoked")
+        gone = admin.delete(f"/v1/admin/keys/{name}")
     assert kept.status_code == 200 and kept.json()["status"] == "succeeded"
     assert [j["key"] for j in listed if j["id"] == finished["id"]] == [None]  # its key is gone
     assert gone.status_code == 404

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.conftest import ADMIN_KEY, SMALL_JOB, ClassCluster
+from tests.service.conftest import ADMIN_KEY, SMALL_JOB, ClassCluster, fresh
 
 LONG_JOB: dict[str, Any] = {**SMALL_JOB, "training": {**SMALL_JOB["training"], "iters": 100_000}}
 
@@ -52,7 +52,8 @@ def test_six_coordinator_slots_run_six_keys_jobs_at_once_and_the_queue_counts_do
     with class_cluster.client(ADMIN_KEY) as admin:
         coordinators = [w for w in admin.get("/v1/admin/workers").json()["items"] if w["role"] == "coordinator"]
     assert [w["slots"] for w in coordinators] == [6]
-    students = {f"cap-{n}": class_cluster.add_key(f"cap-{n}") for n in range(6)}
+    names = [fresh("cap") for _ in range(6)]
+    students = {name: class_cluster.add_key(name) for name in names}
     first = {}
     for name, key in students.items():
         with class_cluster.client(key) as client:
@@ -60,7 +61,7 @@ def test_six_coordinator_slots_run_six_keys_jobs_at_once_and_the_queue_counts_do
         cancel_afterwards.append(first[name])
     assert sorted(wait_running(class_cluster, 6)) == sorted(students)  # six keys' jobs at once
 
-    waiting_key = class_cluster.add_key("cap-waiting")
+    waiting_key = class_cluster.add_key(fresh("cap-waiting"))
     with class_cluster.client(waiting_key) as client:
         queued = [client.post("/v1/jobs", json=LONG_JOB).json()["id"] for _ in range(3)]
     cancel_afterwards.extend(queued)
@@ -70,7 +71,7 @@ def test_six_coordinator_slots_run_six_keys_jobs_at_once_and_the_queue_counts_do
     assert all(s is not None for s in starts) and starts == sorted(starts)
 
     with class_cluster.client(ADMIN_KEY) as admin:
-        freed = [first["cap-0"], queued[0], queued[1]]  # each frees the slot the next queued job takes
+        freed = [first[names[0]], queued[0], queued[1]]  # each frees the slot the next queued job takes
         for step, job_id in enumerate(freed):
             assert admin.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
             assert class_cluster.wait(queued[step], until=("running",))["status"] == "running"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.conftest import ADMIN_KEY, SMALL_JOB, ClassCluster
+from tests.service.conftest import ADMIN_KEY, SMALL_JOB, ClassCluster, fresh
 
 #: Fan-out (blocks auto), a gang of 2 replicas (blocks 2 with 2 block workers), and backprop in the coordinator.
 JOBS: list[dict[str, Any]] = [
@@ -57,7 +57,7 @@ def settled_usage(cluster: ClassCluster, key: str, job_ids: list[str]) -> tuple[
 
 
 def test_usage_is_the_sum_of_the_jobs_measured_cpu_time(class_cluster: ClassCluster) -> None:
-    key = class_cluster.add_key("usage-sum")
+    key = class_cluster.add_key(name := fresh("usage-sum"))
     before = workers_cpu_s(class_cluster)
     with class_cluster.client(key) as client:
         made = [client.post("/v1/jobs", json=body) for body in JOBS]
@@ -76,12 +76,12 @@ def test_usage_is_the_sum_of_the_jobs_measured_cpu_time(class_cluster: ClassClus
         assert len(weights) < job["stored_bytes"] <= len(weights) + 32 * job["spec"]["training"]["iters"] + 8192
     with class_cluster.client(ADMIN_KEY) as admin:
         everyone = {k["name"]: k for k in admin.get("/v1/usage").json()["keys"]}
-    assert everyone["usage-sum"]["usage"]["cpu_seconds"] == pytest.approx(total, rel=1e-9)
-    assert everyone["usage-sum"]["usage"]["jobs"]["succeeded"] == 3
+    assert everyone[name]["usage"]["cpu_seconds"] == pytest.approx(total, rel=1e-9)
+    assert everyone[name]["usage"]["jobs"]["succeeded"] == 3
 
 
 def test_a_key_past_its_core_hours_gets_a_429(class_cluster: ClassCluster) -> None:
-    key = class_cluster.add_key("usage-capped", core_hours=1e-6)  # 3.6 ms of CPU
+    key = class_cluster.add_key(fresh("usage-capped"), core_hours=1e-6)  # 3.6 ms of CPU
     with class_cluster.client(key) as client:
         first = client.post("/v1/jobs", json=JOBS[0])
         assert first.status_code == 201, first.text
