@@ -42,18 +42,18 @@ def test_bootstrap_admin_key_is_named_admin(class_cluster: ClassCluster) -> None
 
 
 def test_key_made_live_works_at_once_on_another_api_process(class_cluster: ClassCluster) -> None:
-    key = class_cluster.add_key("alice-live")  # made through API process 0
+    key = class_cluster.add_key(name := fresh("alice-live"))  # made through API process 0
     with class_cluster.client(key, api=1) as alice:  # used at once through API process 1
         listed = alice.get("/v1/jobs")
         usage = alice.get("/v1/usage").json()
     assert listed.status_code == 200, listed.text
-    assert usage["name"] == "alice-live" and usage["admin"] is False and usage["keys"] is None
+    assert usage["name"] == name and usage["admin"] is False and usage["keys"] is None
     job = submit(class_cluster, key, api=1)
     assert class_cluster.wait(job["id"])["status"] == "succeeded"
     with class_cluster.client(ADMIN_KEY) as admin:
         listed_keys = {k["name"]: k for k in admin.get("/v1/admin/keys").json()["items"]}
-    assert listed_keys["alice-live"]["last_used_at"] is not None
-    assert listed_keys["alice-live"]["usage"]["jobs"]["succeeded"] == 1
+    assert listed_keys[name]["last_used_at"] is not None
+    assert listed_keys[name]["usage"]["jobs"]["succeeded"] == 1
 
 
 @pytest.mark.parametrize("name", ["Alice", "a b", "", "-dash-first", "x" * 65, "name/slash"])
