@@ -19,6 +19,9 @@ import redis
 from worker.settings import Settings
 from worker.state import keys
 from worker.state.apikeys import limits_of
+from worker.state.quotas import QuotaExceeded, check_core_hours, check_quotas
+
+__all__ = ["JobStore", "QuotaExceeded", "Record", "decode_record", "result_bytes"]
 from worker.state.keys import ACTIVE, FINISHED, STATUSES, JobKeys
 from worker.state.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from worker.state.usage import usage_key
@@ -44,21 +47,6 @@ def result_bytes(spec: Mapping[str, Any]) -> int:
     n_params = input_size * hidden + hidden + hidden * output_size + output_size
     iters: int = spec["training"]["iters"]
     return 8 * n_params + 32 * iters + 8192
-
-
-class QuotaExceeded(Exception):
-    """The owner has reached one of its limits (active jobs, stored jobs, stored bytes): a 429 that says which."""
-
-
-def _source(limit: float, default: float, env: str) -> str:
-    """Where a limit comes from, for a 429's message: the setting, or the key's own (worker/state/apikeys.py)."""
-    return f"{env}={limit:g}" if limit == default else f"this key's own limit of {limit:g}"
-
-
-def _check_core_hours(used_s: float, limit_h: float) -> None:
-    if limit_h > 0 and used_s >= 3600 * limit_h:
-        raise QuotaExceeded(f"this API key has used {used_s / 3600:.2f} core-hours of CPU, its limit of {limit_h:g} "
-                            "(ZDL_MAX_CORE_HOURS_PER_KEY or the key's own); ask the service's admin for more")
 
 
 def decode_record(raw: Mapping[bytes, bytes]) -> Record:
@@ -142,10 +130,10 @@ class JobStore:
         def create_all(pipe: redis.client.Pipeline) -> tuple[list[str], bool]:
             if idem is not None and (existing := pipe.get(idem)) is not None:
                 return [text(existing)], False
-            _check_core_hours(float(pipe.hget(usage_key(self.settings, owner), "cpu_seconds") or 0.0),
-                              limits["core_hours"])
-            self._check_quotas(sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
-                               int(pipe.get(used) or 0), more_bytes, limits, count=len(specs))
+            check_core_hours(float(pipe.hget(usage_key(self.settings, owner), "cpu_seconds") or 0.0),
+                             limits["core_hours"])
+            check_quotas(self.settings, sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
+                         int(pipe.get(used) or 0), more_bytes, limits, count=len(specs))
             pipe.multi()
             for job_id, record in zip(job_ids, records, strict=True):
                 pipe.hset(self.keys(job_id).record, mapping=record)
@@ -162,31 +150,6 @@ class JobStore:
 
         watched = [*active, stored, used, *([idem] if idem is not None else [])]
         return transaction(self.client, create_all, *watched)
-
-    def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int, limits: Mapping[str, float],
-                      count: int = 1) -> None:
-        """Raise QuotaExceeded if `count` more jobs break one of the owner's `limits` (worker/state/apikeys.py)."""
-        s = self.settings
-        these, whose = ("this job", "this job's") if count == 1 else (f"these {count} jobs", f"these {count} jobs'")
-        max_active, max_stored, max_mb = int(limits["active_jobs"]), int(limits["stored_jobs"]), limits["stored_mb"]
-        active_from = _source(max_active, s.max_active_jobs_per_key, "ZDL_MAX_ACTIVE_JOBS_PER_KEY")
-        if active + count > max_active:
-            raise QuotaExceeded(f"this API key already has {active} jobs queued or running, "
-                                + ("the limit" if count == 1 else f"and {these} would exceed the limit")
-                                + f" ({active_from}); wait for one to finish or cancel one")
-        free = "delete finished jobs you no longer need (DELETE /v1/jobs/{id})" + (
-            f" or wait for them to expire ({s.job_ttl_days:g} days after they end, ZDL_JOB_TTL_DAYS)"
-            if s.job_ttl_days else "")
-        if stored + count > max_stored:
-            raise QuotaExceeded(f"this API key stores {stored} jobs"
-                                + (", its quota" if count == 1 else f", and {these} would exceed its quota")
-                                + f" ({_source(max_stored, s.max_stored_jobs_per_key, 'ZDL_MAX_STORED_JOBS_PER_KEY')})"
-                                  f"; {free}")
-        if used_bytes + more_bytes > int(max_mb * 2**20):
-            mb_from = "ZDL_MAX_STORED_MB_PER_KEY" if max_mb == s.max_stored_mb_per_key else "this key's own limit"
-            raise QuotaExceeded(f"{whose} results need {more_bytes / 2**20:.1f} MiB"
-                                + f", and this API key's stored jobs already take {used_bytes / 2**20:.1f} of its "
-                                  f"{max_mb:g} MiB ({mb_from}); {free}")
 
     def get(self, job_id: str) -> Record | None:
         raw = self.client.hgetall(self.keys(job_id).record)
