@@ -1,89 +1,94 @@
 """API keys: who is calling. A job belongs to the key that created it; the key itself is never stored.
 
 A request's key is turned into an owner id, HMAC-SHA256 of the key with the server's secret
-(`ZDL_SECRET_KEY`), and compared with every configured key's id in constant time (`hmac.compare_digest`,
-over all keys, no early exit), so neither timing nor logs reveal a key, and the owner ids that appear in
-Redis key names cannot be tested against guessed keys without the secret. Without configured keys
-(allowed only on loopback, see Settings), every caller on this machine is the one owner `local`, and
-calls from other hosts are refused. Admin keys (`ZDL_ADMIN_KEYS`) are API keys that may also read
-service-wide figures.
+(`ZDL_SECRET_KEY`), and looked up among the named keys in Redis (worker/state/apikeys.py, through the
+process's short cache in api/key_cache.py), so neither timing nor logs reveal a key, and the owner ids that
+appear in Redis key names cannot be tested against guessed keys without the secret. Without configured
+keys (allowed only on loopback, see Settings), every caller on this machine that sends no key is the one
+owner `local`, an admin, and calls from other hosts are refused. Admin keys may read and cancel every
+key's jobs, manage keys and read service-wide figures.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.key_cache import KeyCache
 from worker.settings import Settings, is_loopback
+from worker.state.apikeys import owner_id
+
+__all__ = ["LOCAL_OWNER", "Caller", "OwnerDep", "bearer", "is_admin", "owner_id", "require_owner"]
 
 #: Declares the scheme in the OpenAPI document (the docs' "Authorize" button); checking is ours, below.
-bearer = HTTPBearer(auto_error=False, description="an API key from ZDL_API_KEYS")
+bearer = HTTPBearer(auto_error=False, description="an API key (POST /v1/admin/keys, or ZDL_API_KEYS)")
 LOCAL_OWNER = "local"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent the request: the owner id, the key's name and whether it is an admin key."""
+
+    owner: str
+    name: str
+    admin: bool
 
 
 def unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def owner_id(key: str, settings: Settings) -> str:
-    """The owner id of `key`: hex HMAC-SHA256 of the key with the server secret."""
-    return hmac.new(settings.secret_key.get_secret_value().encode(), key.encode(), hashlib.sha256).hexdigest()
+def key_cache(request: Request) -> KeyCache:
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    if cache is None:
+        cache = request.app.state.key_cache = KeyCache(request.app.state.async_redis, request.app.state.settings)
+    return cache
 
 
-@dataclass(frozen=True)
-class KeyRing:
-    """The configured keys as owner ids (computed once per app), and which of them are admins."""
-
-    owners: tuple[str, ...]
-    admins: frozenset[str]
-
-    @classmethod
-    def of(cls, settings: Settings) -> KeyRing:
-        admins = frozenset(owner_id(k, settings) for k in settings.admin_keys.get_secret_value().split(",")
-                           if k.strip())
-        return cls(tuple(owner_id(k, settings) for k in settings.api_key_list), admins)
-
-    def owner_of(self, key: str, settings: Settings) -> str | None:
-        """The owner id of `key` if it is one of the configured keys, else None (constant time over all keys)."""
-        candidate = owner_id(key, settings).encode()
-        matched = False
-        for known in self.owners:
-            matched |= hmac.compare_digest(candidate, known.encode())
-        return candidate.decode() if matched else None
-
-
-def keyring(request: Request) -> KeyRing:
-    ring: KeyRing | None = getattr(request.app.state, "keyring", None)
-    if ring is None:
-        ring = request.app.state.keyring = KeyRing.of(request.app.state.settings)
-    return ring
+async def identify(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    """The caller; 401 (with `WWW-Authenticate: Bearer`) for a missing, unknown or revoked key."""
+    settings: Settings = request.app.state.settings
+    if credentials is not None:
+        entry = await key_cache(request).lookup(owner_id(credentials.credentials, settings))
+        if entry is not None:
+            return Caller(entry.owner, entry.name, entry.admin)
+    if not settings.api_key_list:  # keyless: whoever is on this machine (a key it sends is not checked)
+        client = request.client.host if request.client else ""
+        if not is_loopback(client):
+            raise unauthorized("this service has no API keys configured and accepts requests from this machine only")
+        return Caller(LOCAL_OWNER, LOCAL_OWNER, True)
+    if credentials is None:
+        raise unauthorized("missing API key: send the header `Authorization: Bearer <key>`")
+    raise unauthorized("invalid API key")
 
 
 async def require_owner(request: Request,
                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-    """The caller's owner id; 401 (with `WWW-Authenticate: Bearer`) for a missing or unknown key."""
-    settings: Settings = request.app.state.settings
-    if not settings.api_key_list:
-        client = request.client.host if request.client else ""
-        if not is_loopback(client):
-            raise unauthorized("this service has no API keys configured and accepts requests from this machine only")
-        return LOCAL_OWNER
-    if credentials is None:
-        raise unauthorized("missing API key: send the header `Authorization: Bearer <key>`")
-    owner = keyring(request).owner_of(credentials.credentials, settings)
-    if owner is None:
-        raise unauthorized("invalid API key")
-    return owner
+    """The caller's owner id (the Caller is kept on `request.state.caller` for `is_admin`)."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None:
+        caller = request.state.caller = await identify(request, credentials)
+    return caller.owner
 
 
 OwnerDep = Annotated[str, Depends(require_owner)]
 
 
 def is_admin(request: Request, owner: str) -> bool:
-    """Whether `owner` came from an admin key (the keyless local owner is the whole service's only user)."""
-    return owner == LOCAL_OWNER or owner in keyring(request).admins
+    """Whether `owner`, this request's caller, came from an admin key (the keyless local owner is one)."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    return caller is not None and caller.owner == owner and caller.admin
+
+
+async def require_admin(request: Request, owner: OwnerDep) -> Caller:
+    """The caller, if it is an admin; 403 otherwise."""
+    if not is_admin(request, owner):
+        raise HTTPException(403, "this route needs an admin key")
+    caller: Caller = request.state.caller
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]

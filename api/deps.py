@@ -10,7 +10,7 @@ import redis
 import redis.asyncio
 from fastapi import Depends, HTTPException, Path, Request
 
-from api.auth import OwnerDep
+from api.auth import OwnerDep, is_admin
 from worker.settings import Settings
 from worker.state.job_store import JobStore
 from worker.state.keys import JobKeys
@@ -73,11 +73,13 @@ async def get_store(client: RedisDep, settings: SettingsDep) -> JobStore:
 StoreDep = Annotated[JobStore, Depends(get_store)]
 
 
-async def get_job(job_id: JobId, client: AsyncRedisDep, settings: SettingsDep, owner: OwnerDep) -> dict[str, Any]:
-    """The caller's job record, or 404 (also for another key's job: its existence is not revealed)."""
+async def get_job(job_id: JobId, client: AsyncRedisDep, settings: SettingsDep, owner: OwnerDep,
+                  request: Request) -> dict[str, Any]:
+    """The caller's job record (any job for an admin key), or 404 (also for another key's job: its existence
+    is not revealed)."""
     raw = await client.hgetall(JobKeys.of(settings, valid_job_id(job_id)).record)
     record = decode_record(hash_reply(raw)) if raw else None
-    if record is None or record.get("owner") != owner:
+    if record is None or (record.get("owner") != owner and not is_admin(request, owner)):
         raise HTTPException(404, "Job not found")
     return record
 

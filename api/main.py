@@ -16,10 +16,11 @@ from redis.retry import Retry
 
 from api import errors
 from api.limits import BodySizeLimit
-from api.routes import docs, health, jobs, metrics, pages, plots, sweeps
+from api.routes import admin, docs, health, jobs, metrics, pages, plots, sweeps
 from worker.celery_app.app import job_queue
 from worker.scheduling.admission import machine_speed_of
 from worker.settings import Settings, get_settings
+from worker.state.apikeys import KeyRegistry
 
 #: A command that fails on a broken connection (e.g. pooled before Redis restarted) is sent again on a new one
 #: up to 3 times, 50, 100, 200 ms apart: clients made by `from_url` would otherwise not retry at all, and the
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.step_redis = redis.Redis.from_url(settings.step_redis_url, socket_connect_timeout=2,
                                                     socket_timeout=5, retry=retry) if settings.step_redis_url else None
         await asyncio.to_thread(machine_speed_of, settings)  # measured now, not in the first job's request
+        await asyncio.to_thread(KeyRegistry(app.state.redis, settings).bootstrap)  # ZDL_API_KEYS, named
         gc.freeze()  # start-up objects (FastAPI, pydantic, numpy, matplotlib) are never scanned by the collector
         yield
         app.state.redis.close()
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(sweeps.router)
+    app.include_router(admin.router)
+    app.include_router(admin.usage_router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(plots.router)

@@ -72,6 +72,14 @@ class JobOut(BaseModel):
     diverged: bool = Field(default=False, description="the loss became NaN or infinite, and the job was stopped")
     estimate: Estimate | None = None
     sweep: str | None = Field(default=None, description="the id of the sweep that made this job, if one did")
+    cpu_seconds: float | None = Field(default=None, description="CPU time its work has used so far, as measured by "
+                                                                "the coordinator and the block workers")
+    stored_bytes: int | None = Field(default=None, description="bytes of its stored results (weights and history)")
+    queue_position: int | None = Field(default=None, description="a queued job's place in the order the fair "
+                                                                 "scheduler would start jobs now (1: next); only in "
+                                                                 "GET /v1/jobs/{id}")
+    estimated_start_s: float | None = Field(default=None, description="a queued job's estimated wait until it starts, "
+                                                                      "in seconds (none while no coordinator is alive)")
     links: Links
 
     @classmethod
@@ -85,6 +93,7 @@ class JobOut(BaseModel):
             blocks=record.get("blocks"), worker=record.get("worker"), runs=record.get("runs"),
             resumed_from=record.get("resumed_from"), error=record.get("error") or None,
             diverged=bool(record.get("diverged")), estimate=estimate, sweep=record.get("sweep"),
+            cpu_seconds=record.get("cpu_seconds"), stored_bytes=record.get("stored_bytes"),
             links=Links(self=path, history=f"{path}/history", weights=f"{path}/weights", events=f"{path}/events",
                         cancel=f"{path}/cancel"),
         )

@@ -17,6 +17,8 @@ API_FACE = frozenset({
     "worker.settings", "worker.state.job_store", "worker.state.sweep_store", "worker.state.records",
     "worker.state.keys", "worker.state.replies", "worker.state.stats", "worker.scheduling.admission",
     "worker.celery_app.enqueue", "worker.celery_app.app",
+    # the class's keys, their measured usage, the queue's order and what each worker runs (the admin's view)
+    "worker.state.apikeys", "worker.state.usage", "worker.scheduling.queue_order", "worker.scheduling.busy",
 })
 #: The Celery app module is imported only where tasks are sent or run.
 CELERY_APP = "worker.celery_app.app"

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     #: Jobs (of any status) and bytes of results one key may keep stored; over either, a new job is a 429.
     max_stored_jobs_per_key: int = Field(default=100, ge=1)
     max_stored_mb_per_key: float = Field(default=256.0, gt=0)
+    #: CPU time (core-hours, as measured while its jobs ran) a key may use in all; past it a new job is a 429.
+    #: 0: no limit. Each key may have its own (`POST /v1/admin/keys` with `limits`).
+    max_core_hours_per_key: float = Field(default=0.0, ge=0)
+    #: Jobs the service runs at once: each coordinator worker's concurrency (`zdl cluster up --coordinators`,
+    #: `ZDL_COORDINATORS` in docker-compose.yml). A job waits in the fair queue until a slot is free.
+    coordinators: int = Field(default=4, ge=1, le=256)
     #: A job's total estimated compute (zdl.engine.cost) may not exceed this; the book's run fits many
     #: times over with every method but `numerical-reference`, which fits only short runs.
     max_job_core_hours: float = Field(default=2.0, gt=0)

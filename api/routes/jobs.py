@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 
 from api import events, jobs
-from api.auth import OwnerDep, require_owner
+from api.auth import OwnerDep, is_admin, require_owner
 from api.deps import AsyncRedisDep, BlockWorkersDep, JobDep, JobId, SettingsDep, StoreDep, valid_job_id
 from api.models import ErrorOut, HistoryOut, JobCreate, JobOut, JobPage, JobStatus
+from worker.scheduling.queue_order import position_of
 
 #: Every route needs a valid key (require_owner); a job of another key is a 404 like a missing one.
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_owner)],
@@ -54,9 +56,14 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-async def get_job(job: JobDep, settings: SettingsDep, live: BlockWorkersDep) -> JobOut:
-    """Status, progress, latest loss and accuracies, timings, the estimate, and the error of a failed job."""
-    return jobs.job_out(job, settings, live)
+async def get_job(job: JobDep, settings: SettingsDep, live: BlockWorkersDep, request: Request) -> JobOut:
+    """Status, progress, latest loss and accuracies, timings, the estimate, the error of a failed job, and
+    a queued job's place in the queue with its estimated start."""
+    out = jobs.job_out(job, settings, live)
+    if job["status"] != "queued":
+        return out
+    place, start = await run_in_threadpool(position_of, request.app.state.redis, settings, job["id"], live)
+    return out.model_copy(update={"queue_position": place, "estimated_start_s": start})
 
 
 @router.get("/{job_id}/history", response_model=HistoryOut)
@@ -79,9 +86,10 @@ def get_weights(job: JobDep, store: StoreDep) -> Response:
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse)
 async def get_events(job_id: JobId, client: AsyncRedisDep, settings: SettingsDep,
-                     owner: OwnerDep) -> EventSourceResponse:
+                     owner: OwnerDep, request: Request) -> EventSourceResponse:
     """Server-Sent Events: a `status` snapshot, then `progress` and `status` events until the job ends."""
-    snapshot = await events.snapshot(client, settings, valid_job_id(job_id), owner)
+    whose = None if is_admin(request, owner) else owner
+    snapshot = await events.snapshot(client, settings, valid_job_id(job_id), whose)
     if snapshot is None:
         raise HTTPException(404, "Job not found")
     return EventSourceResponse(events.stream(client, settings, job_id, snapshot), ping=15)

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from api.auth import bearer, is_admin, require_owner
 from api.collector import ServiceCollector
 from api.deps import RedisDep, SettingsDep
+from api.key_metrics import KeyCollector
 
 
 async def metrics_scope(request: Request,
@@ -27,9 +28,13 @@ router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(client: RedisDep, settings: SettingsDep, owner: Annotated[str | None, Depends(metrics_scope)]) -> Response:
+def metrics(client: RedisDep, settings: SettingsDep, owner: Annotated[str | None, Depends(metrics_scope)],
+            request: Request) -> Response:
     """Jobs by status and iterations done (the caller's, or all for an admin key), live workers, gradient
-    block latency, fan-out overhead."""
+    block latency, fan-out overhead; for an admin key also per key, labelled by the key's name."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServiceCollector(client, settings, owner))
+    caller = getattr(request.state, "caller", None)
+    if caller is not None and caller.admin:
+        registry.register(KeyCollector(client, settings))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 
 from api import sweeps
-from api.auth import OwnerDep, require_owner
+from api.auth import OwnerDep, is_admin, require_owner
 from api.deps import JOB_ID_PATTERN, SettingsDep, StoreDep
 from api.models import ErrorOut
 from api.sweep_models import SweepCreate, SweepOut, SweepPage
@@ -28,10 +28,11 @@ async def get_sweeps(store: StoreDep) -> SweepStore:
 SweepsDep = Annotated[SweepStore, Depends(get_sweeps)]
 
 
-def get_sweep(sweep_id: SweepId, sweeps: SweepsDep, owner: OwnerDep) -> Record:
-    """The caller's sweep record, or 404 (also for an id the store could not have made, or another key's sweep)."""
+def get_sweep(sweep_id: SweepId, sweeps: SweepsDep, owner: OwnerDep, request: Request) -> Record:
+    """The caller's sweep record (any sweep for an admin key), or 404 (also for an id the store could not have
+    made, or another key's sweep)."""
     record = sweeps.get(sweep_id) if JOB_ID_PATTERN.fullmatch(sweep_id) else None
-    if record is None or record.get("owner") != owner:
+    if record is None or (record.get("owner") != owner and not is_admin(request, owner)):
         raise HTTPException(404, "Sweep not found")
     return record
 

@@ -4,7 +4,9 @@
 //   #/jobs/<id>           one job, live                        (job.js)
 //   #/compare/<id>,<id>   two or more jobs' curves overlaid    (compare.js)
 //   #/sweeps/<id>         a sweep: every run overlaid, a table (sweep.js)
+//   #/admin               keys, everyone's jobs, workers       (admin.js; admin keys only)
 
+import { renderAdmin, showAdminLink } from "./admin.js";
 import { apiKey, setUnauthorizedHandler } from "./api.js";
 import { renderCompare } from "./compare.js";
 import { h } from "./format.js";
@@ -17,6 +19,7 @@ const ROUTES = [
   [/^#\/jobs\/([\w-]+)$/, (id) => (root) => renderJob(root, id)],
   [/^#\/compare\/([\w,-]+)$/, (ids) => (root) => renderCompare(root, ids.split(",").filter(Boolean))],
   [/^#\/sweeps\/([\w-]+)$/, (id) => (root) => renderSweep(root, id)],
+  [/^#\/admin$/, () => renderAdmin],
 ];
 const READY_POLL_MS = 10_000;
 
@@ -32,6 +35,7 @@ function route(message = "") {
     renderKeyGate(root, message);
     return;
   }
+  showAdminLink();
   const match = ROUTES.map(([pattern, view]) => [location.hash.match(pattern), view]).find(([m]) => m);
   if (!match) {
     root.append(h("section", { class: "card empty-state" }, h("h1", {}, "Page not found"),

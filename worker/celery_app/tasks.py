@@ -16,6 +16,7 @@ from worker.fanout import block_loop
 from worker.fanout.block_loop import LoopStart
 from worker.gang import replica
 from worker.gang.protocol import ReplicaStart
+from worker.scheduling.busy import working_on
 from worker.settings import get_settings
 from worker.state import keys
 from worker.state.connection import redis_client, step_data
@@ -35,25 +36,27 @@ def checkpoint_on_sigterm(**_: Any) -> None:
 @app.task(name=RUN_JOB, bind=True)
 def run_job(self: Task, job_id: str) -> str | None:
     """Coordinate one job to its end (queue zdl.coordinator). Deterministic failures end the job, no retry."""
-    client, settings = redis_client(), get_settings()
-    return lifecycle.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
-                             send=lifecycle.Senders(start_loops, start_replicas),
-                             worker=self.request.hostname or "unknown", stopping=_terminating.is_set,
-                             after=lambda: job_queue().dispatch(client))
+    client, settings, worker = redis_client(), get_settings(), self.request.hostname or "unknown"
+    with working_on(client, settings, settings.coordinator_queue, worker, job_id):
+        return lifecycle.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
+                                 send=lifecycle.Senders(start_loops, start_replicas), worker=worker,
+                                 stopping=_terminating.is_set, after=lambda: job_queue().dispatch(client))
 
 
 @app.task(name=SERVE_BLOCKS, bind=True)
 def serve_blocks(self: Task, start: dict[str, Any]) -> int:
     """Serve one job run's block requests until idle (queue zdl.blocks); arrays come and go through Redis."""
-    return block_loop.serve(redis_client(), step_data(), get_settings(), LoopStart.from_dict(start),
-                            self.request.hostname or "unknown", stopping=worker_stopping)
+    loop, settings, worker = LoopStart.from_dict(start), get_settings(), self.request.hostname or "unknown"
+    with working_on(redis_client(), settings, settings.blocks_queue, worker, loop.job_id):
+        return block_loop.serve(redis_client(), step_data(), settings, loop, worker, stopping=worker_stopping)
 
 
 @app.task(name=SERVE_REPLICA, bind=True)
 def serve_replica(self: Task, start: dict[str, Any]) -> int:
     """Run one replica of a job's gang for a turn (queue zdl.blocks); parts come and go through Redis."""
-    return replica.serve_replica(redis_client(), step_data(), get_settings(), ReplicaStart.from_dict(start),
-                                 self.request.hostname or "unknown", stopping=worker_stopping)
+    gang, settings, worker = ReplicaStart.from_dict(start), get_settings(), self.request.hostname or "unknown"
+    with working_on(redis_client(), settings, settings.blocks_queue, worker, gang.job_id):
+        return replica.serve_replica(redis_client(), step_data(), settings, gang, worker, stopping=worker_stopping)
 
 
 def worker_stopping() -> bool:

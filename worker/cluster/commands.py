@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--threads", type=int, default=None,
                     help="cores each block worker uses on one block group (default $ZDL_BLOCK_THREADS or 1; "
                          "workers x threads = the machine's cores is best)")
+    up.add_argument("--coordinators", type=int, default=None,
+                    help="jobs that run at once (default $ZDL_COORDINATORS or 4); more wait in the fair queue")
     up.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000; 0: any free)")
     up.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
     up.add_argument("--detach", action="store_true",
@@ -77,6 +79,8 @@ def check_startable(args: argparse.Namespace, state_dir: Path) -> None:
     """UserError if this state dir's cluster already runs or the port is taken (before starting anything)."""
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.coordinators is not None and args.coordinators < 1:
+        raise UserError(f"--coordinators must be at least 1, got {args.coordinators}")
     if (record := running_record(state_dir)) is not None:
         raise UserError(f"a zdl cluster from {state_dir} already runs at {record.url} (pid {record.supervisor.pid}); "
                         "`zdl cluster down` stops it")
@@ -90,12 +94,13 @@ def run_up(args: argparse.Namespace) -> int:
     if args.detach:
         return start_detached(args, state_dir)
     secret = os.environ.get("ZDL_SECRET_KEY") or stored_secret(state_dir, SECRET_KEY_FILE)
-    chosen = {"redis_url": args.redis_url, "block_threads": args.threads}
+    chosen = {"redis_url": args.redis_url, "block_threads": args.threads, "coordinators": args.coordinators}
     settings = Settings(secret_key=SecretStr(secret), **{k: v for k, v in chosen.items() if v is not None})
     key_path = None
     if not settings.api_key_list:  # never run without a key: this state dir's own, made once and kept
         key_path = state_dir / API_KEY_FILE
-        settings = settings.model_copy(update={"api_keys": SecretStr(stored_secret(state_dir, API_KEY_FILE))})
+        # the API names it `admin`: this state dir's operator key, kept across restarts
+        settings = settings.model_copy(update={"admin_keys": SecretStr(stored_secret(state_dir, API_KEY_FILE))})
     cluster = LocalCluster(state_dir, block_workers=args.workers, port=args.port, settings=settings,
                            start_redis=args.redis_url is None)
     stop = threading.Event()
@@ -155,6 +160,7 @@ def start_detached(args: argparse.Namespace, state_dir: Path) -> int:
     command = [sys.executable, "-m", "zdl.cli", "cluster", "up", "--workers", str(args.workers), "--port",
                str(args.port), "--state-dir", str(state_dir)]
     command += ["--threads", str(args.threads)] if args.threads is not None else []
+    command += ["--coordinators", str(args.coordinators)] if args.coordinators is not None else []
     command += ["--redis-url", args.redis_url] if args.redis_url else []
     with open(log_path, "ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

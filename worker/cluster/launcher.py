@@ -34,7 +34,8 @@ class LocalCluster:
 
     def __init__(self, state_dir: Path, *, block_workers: int, port: int = 8000, settings: Settings | None = None,
                  start_redis: bool = True, persist: bool = True, step_redis: bool = True,
-                 coordinator_concurrency: int = 4, coordinators: int = 1, env: Mapping[str, str] | None = None) -> None:
+                 coordinator_concurrency: int | None = None, coordinators: int = 1,
+                 env: Mapping[str, str] | None = None) -> None:
         """settings: passed to every process (the Redis URLs are replaced when start_redis); env: extra
         variables for the workers and the API (e.g. ZDL_DATA_DIR); persist: Redis append-only file in
         state_dir; step_redis: with start_redis, a second Redis for step data (else the first carries it).
@@ -61,7 +62,8 @@ class LocalCluster:
                 if self.step_redis_port else ""})
         self.settings = settings
         self.block_workers = block_workers
-        self.coordinator_concurrency = coordinator_concurrency
+        #: Jobs each coordinator worker runs at once (default: ZDL_COORDINATORS).
+        self.coordinator_concurrency = coordinator_concurrency or settings.coordinators
         self.redis: Managed | None = None
         self.step_redis: Managed | None = None
         self.coordinator: Managed | None = None

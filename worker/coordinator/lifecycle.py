@@ -21,6 +21,7 @@ from worker.scheduling.recovery import Lease, LeaseLost
 from worker.state.errors import BlockFailed, CoordinatorStopping, JobCancelled, JobStopped, node_label, public_reason
 from worker.state.job_store import JobStore
 from worker.state.transfer import StepData
+from worker.state.usage import CpuMeter
 from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape
 from zdl.io import weights_bytes
 from zdl.spec import JobSpec
@@ -36,11 +37,12 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
     resumes from its checkpoint). client: the main Redis; data: where step data goes; after: called at the
     end whatever happened (the scheduler fills the slot this run frees)."""
     lease = Lease(client, store.settings, job_id)
+    meter = CpuMeter(client, store.settings, job_id, "", time.process_time)  # one job per pool process
     try:
         if not lease.acquire():
             log.info("job %s: another process coordinates it; nothing to do", job_id)
             return None
-        return _run_leased(job_id, client, data, store, send, node_label(worker), lease, stopping)
+        return _run_leased(job_id, client, data, store, send, node_label(worker), lease, stopping, meter)
     except redis.RedisError as exc:  # nothing can be recorded now; the lease lapses and a worker resumes the job
         log.warning("job %s: lost Redis (%s); it will resume from its last checkpoint", job_id, exc)
         return "interrupted"
@@ -56,14 +58,15 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
 
 
 def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStore, send: Senders,
-                worker: str, lease: Lease, stopping: Callable[[], bool]) -> str | None:
+                worker: str, lease: Lease, stopping: Callable[[], bool], meter: CpuMeter) -> str | None:
     opened = _open_run(job_id, client, data, store, worker)
     if not isinstance(opened, JobRun):
         return opened
     job = opened
+    meter.owner = job.owner
 
     def reporter(timings: StepTimings | None) -> StepReporter:
-        return StepReporter(store, job_id, job.owner, timings, lease, job.started_at, stopping)
+        return StepReporter(store, job_id, job.owner, timings, lease, job.started_at, stopping, meter.tick)
 
     try:
         params, history = (run_gang if job.gang else run_fanout)(job, send, reporter)
@@ -82,6 +85,8 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         (log.warning if expected else log.exception)("job %s failed: %s", job_id, exc)
         store.fail(job_id, public_reason(exc, job.spec.dataset), **getattr(exc, "fields", {}))
         return "failed"
+    finally:
+        meter.flush()  # (before the job is seen to end, when it succeeds)
     history["config"] = {**history["config"], "dataset": job.spec.dataset, "blocks": job.blocks, "job_id": job_id}
     store.finish(job_id, "succeeded", weights=weights_bytes(params), history=history)
     return "succeeded"

@@ -51,8 +51,10 @@ class StepReporter:
 
     def __init__(self, store: JobStore, job_id: str, owner: str, fanout: StepTimings | None,
                  lease: Lease | None = None, started_at: float | None = None,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False, metered: Callable[[], None] = lambda: None) -> None:
+        """metered: called at each write (the coordinator's CPU meter, worker/state/usage.py)."""
         self.store, self.job_id, self.owner, self.fanout, self.lease = store, job_id, owner, fanout, lease
+        self.metered = metered
         settings = store.settings
         self.checkpoint_every = settings.checkpoint_every
         self.interval_s = settings.progress_interval_s
@@ -120,6 +122,7 @@ class StepReporter:
             self.store.record_progress(pipe, self.job_id, self.losses, self.epochs, fields, event)
             cancel_flag = pipe.execute()[-1]
         self.losses, self.epochs, self.overheads, self.block_seconds = [], [], [], []
+        self.metered()
         return cancelled(cancel_flag)
 
 

@@ -33,6 +33,7 @@ from worker.state.keys import RunKeys
 from worker.state.replies import as_bytes
 from worker.state.scripts import enter
 from worker.state.transfer import StepData
+from worker.state.usage import CpuMeter, block_clock
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
         return 0
     served = 0
     turn = Turn(client, settings, start.job_id, start.owner)
+    meter = CpuMeter(client, settings, start.job_id, start.owner, block_clock(settings))
     last_request = time.monotonic()
     try:
         while not stopping():
@@ -97,6 +99,7 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
             if item[1] == STOP:
                 break
             served += _serve_one(data, settings, start, as_bytes(item[1]), worker, turn)
+            meter.tick()
             last_request = time.monotonic()
             if last_request >= turn.ends_at:
                 turn.ends_at = last_request + turn.length
@@ -105,6 +108,8 @@ def serve(client: redis.Redis, data: StepData, settings: Settings, start: LoopSt
         return served + _leave(data, settings, start, worker, turn)
     except GroupHandedBack:
         return served
+    finally:
+        meter.flush()
 
 
 def group_check(turn: Turn, group_started: float) -> Callable[[], None]:

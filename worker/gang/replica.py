@@ -24,6 +24,7 @@ from worker.state.frames import pack, unpack
 from worker.state.replies import maybe_bytes
 from worker.state.scripts import enter
 from worker.state.transfer import StepData
+from worker.state.usage import CpuMeter, block_clock
 from zdl.datasets import dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.history import History
@@ -47,6 +48,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         return 0
     steps = 0
     exchange: Exchange | None = None
+    meter = CpuMeter(client, settings, start.job_id, start.owner, block_clock(settings))
     try:
         trainer = replica_trainer(start, maybe_bytes(data.client.get(keys.state)))
         exchange = Exchange(client, data, settings, start, trainer, stopping)
@@ -55,6 +57,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         while not trainer.done:
             progress = trainer.step()
             steps += 1
+            meter.tick()
             if report is not None:
                 report(progress, end=exchange.last or trainer.done)
             if exchange.last:
@@ -68,6 +71,7 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         log.exception("job %s turn %d: replica %d failed", start.job_id, start.turn, start.replica)
         _fail(data, settings, start, exc)
     finally:
+        meter.flush()
         if exchange is not None:
             exchange.close()
     return steps

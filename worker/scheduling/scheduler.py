@@ -21,6 +21,7 @@ import redis
 from worker.scheduling.heartbeat import alive_workers
 from worker.settings import Settings
 from worker.state import keys
+from worker.state.apikeys import limits_of
 from worker.state.replies import text, texts, transaction
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def _pick(client: redis.Redis, settings: Settings) -> str | None:
     """Move the next job from its owner's pending queue to the dispatched set; None if no key may start one."""
     owners = texts(client.zrange(keys.pending(settings), 0, -1))  # least recently served first
     for owner in owners:
-        if _in_flight(client, settings, owner) >= settings.max_running_jobs_per_key:
+        if _in_flight(client, settings, owner) >= limits_of(client, settings, owner)["running_jobs"]:
             continue
         job_id = _take_oldest(client, settings, owner)
         if job_id is not None:

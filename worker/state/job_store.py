@@ -18,12 +18,17 @@ import redis
 
 from worker.settings import Settings
 from worker.state import keys
+from worker.state.apikeys import limits_of
 from worker.state.cancel import CANCEL_FIELD
 from worker.state.keys import ACTIVE, FINISHED, STATUSES, JobKeys
+from worker.state.quotas import QuotaExceeded, check_core_hours, check_quotas
 from worker.state.records import Record, decode_record, encode_fields
 from worker.state.replies import as_bytes, hash_reply, maybe_bytes, text, transaction
+from worker.state.usage import usage_key
 from zdl.datasets import dataset_shape
 from zdl.spec import JobSpec
+
+__all__ = ["JobStore", "QuotaExceeded", "Record", "decode_record", "result_bytes"]
 
 
 def result_bytes(spec: JobSpec) -> int:
@@ -34,9 +39,6 @@ def result_bytes(spec: JobSpec) -> int:
     n_params = input_size * hidden + hidden + hidden * output_size + output_size
     return 8 * n_params + 32 * spec.training.iters + 8192
 
-
-class QuotaExceeded(Exception):
-    """The owner has reached one of its limits (active jobs, stored jobs, stored bytes): a 429 that says which."""
 
 
 class JobStore:
@@ -89,12 +91,15 @@ class JobStore:
         active = [keys.owner_index(self.settings, owner, s) for s in ACTIVE]
         stored, used = keys.owner_index(self.settings, owner), keys.owner_bytes(self.settings, owner)
         more_bytes = sum(reserved_bytes)
+        limits = limits_of(self.client, self.settings, owner)
 
         def create_all(pipe: redis.client.Pipeline) -> tuple[list[str], bool]:
             if idem is not None and (existing := pipe.get(idem)) is not None:
                 return [text(existing)], False
-            self._check_quotas(sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
-                               int(pipe.get(used) or 0), more_bytes, count=len(specs))
+            check_core_hours(float(pipe.hget(usage_key(self.settings, owner), "cpu_seconds") or 0.0),
+                             limits["core_hours"])
+            check_quotas(self.settings, sum(pipe.zcard(index) for index in active), pipe.zcard(stored),
+                         int(pipe.get(used) or 0), more_bytes, limits, count=len(specs))
             pipe.multi()
             for job_id, record in zip(job_ids, records, strict=True):
                 pipe.hset(self.keys(job_id).record, mapping=record)
@@ -111,27 +116,6 @@ class JobStore:
 
         watched = [*active, stored, used, *([idem] if idem is not None else [])]
         return transaction(self.client, create_all, *watched)
-
-    def _check_quotas(self, active: int, stored: int, used_bytes: int, more_bytes: int, count: int = 1) -> None:
-        s = self.settings
-        these, whose = ("this job", "this job's") if count == 1 else (f"these {count} jobs", f"these {count} jobs'")
-        if active + count > s.max_active_jobs_per_key:
-            raise QuotaExceeded(f"this API key already has {active} jobs queued or running, "
-                                + ("the limit" if count == 1 else f"and {these} would exceed the limit")
-                                + f" (ZDL_MAX_ACTIVE_JOBS_PER_KEY={s.max_active_jobs_per_key}); wait for one to "
-                                  "finish or cancel one")
-        free = "delete finished jobs you no longer need (DELETE /v1/jobs/{id})" + (
-            f" or wait for them to expire ({s.job_ttl_days:g} days after they end, ZDL_JOB_TTL_DAYS)"
-            if s.job_ttl_days else "")
-        if stored + count > s.max_stored_jobs_per_key:
-            raise QuotaExceeded(f"this API key stores {stored} jobs"
-                                + (", its quota" if count == 1 else f", and {these} would exceed its quota")
-                                + f" (ZDL_MAX_STORED_JOBS_PER_KEY={s.max_stored_jobs_per_key}); {free}")
-        limit = int(s.max_stored_mb_per_key * 2**20)
-        if used_bytes + more_bytes > limit:
-            raise QuotaExceeded(f"{whose} results need {more_bytes / 2**20:.1f} MiB"
-                                + f", and this API key's stored jobs already take {used_bytes / 2**20:.1f} of its "
-                                  f"{s.max_stored_mb_per_key:g} MiB (ZDL_MAX_STORED_MB_PER_KEY); {free}")
 
     def get(self, job_id: str) -> Record | None:
         raw = self.client.hgetall(self.keys(job_id).record)
@@ -244,14 +228,16 @@ class JobStore:
         `succeeded` can always fetch them). The final history replaces the per-iteration lists (it holds
         the same numbers), so a job's history is stored once."""
         k = self.keys(job_id)
+        history_json = json.dumps(history) if history is not None else None
         with self.client.pipeline() as pipe:
             if weights is not None:
                 pipe.set(k.weights, weights)
-            if history is not None:
-                pipe.set(k.history, json.dumps(history))
+            if history_json is not None:
+                pipe.set(k.history, history_json)
                 pipe.delete(k.loss, k.epochs)
             pipe.execute()
-        return self.transition(job_id, status, ["running"], finished_at=time.time(), **fields)
+        stored = len(weights or b"") + len(history_json or "")
+        return self.transition(job_id, status, ["running"], finished_at=time.time(), stored_bytes=stored, **fields)
 
     def fail(self, job_id: str, error: str, **fields: Any) -> bool:
         """End a queued or running job as failed with a readable reason (and any other fields to record)."""

@@ -12,6 +12,9 @@
     <p>:jobs / <p>:jobs:<status> zset    job ids by creation time, all and per status (metrics, recovery)
     <p>:owner:<h>:jobs[:<status>] zset   the same, per owner (h: HMAC of the API key with the server secret)
     <p>:owner:<h>:bytes          string  bytes reserved for the results of the owner's stored jobs (quota)
+    <p>:owner:<h>:usage          hash    cpu_seconds measured for the owner's jobs (worker/state/usage.py)
+    <p>:apikey:<h>, <p>:apikey-names, <p>:apikeys-revoked   the named keys (worker/state/apikeys.py)
+    <p>:busy:<queue>             hash    "<worker>|<job id>" -> since when it works on it (worker/scheduling/busy.py)
     <p>:idem:<h>:<key>           string  an owner's Idempotency-Key -> job id (a sweep's: its first job's id)
     <p>:sweep:<id>               hash    a sweep: owner, its request, its jobs' ids and varied settings (JSON)
     <p>:owner:<h>:sweeps         zset    an owner's sweep ids by creation time
@@ -126,6 +129,11 @@ def sweep(settings: Settings, sweep_id: str) -> str:
 
 def owner_sweeps(settings: Settings, owner: str) -> str:
     return settings.key("owner", owner, "sweeps")
+
+
+def owner_key(settings: Settings, owner: str, name: str) -> str:
+    """One owner's key `name` (e.g. "usage", worker/state/usage.py)."""
+    return settings.key("owner", owner, name)
 
 
 def owner_bytes(settings: Settings, owner: str) -> str:

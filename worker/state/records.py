@@ -12,10 +12,10 @@ from worker.state.replies import Fields
 
 _FLOATS = frozenset({
     "created_at", "started_at", "finished_at", "loss", "train_acc", "test_acc", "iterations_per_s", "eta_s",
-    "elapsed_s", "gradient_s", "fanout_overhead_ms", "core_seconds", "group_memory_mb",
+    "elapsed_s", "gradient_s", "fanout_overhead_ms", "core_seconds", "group_memory_mb", "cpu_seconds",
 })
 _INTS = frozenset({"iteration", "total", "blocks", CANCEL_FIELD, "runs", "resumed_from", "interruptions",
-                   "reserved_bytes", "diverged"})
+                   "reserved_bytes", "diverged", "stored_bytes"})
 _JSON = frozenset({"spec"})
 
 Record = dict[str, Any]

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from zdl.client.admin import Admin
 from zdl.client.bodies import SWEEP_SETTINGS, check_names, job_body, plain
 from zdl.client.connection import Connection
 from zdl.client.jobs import Job
@@ -34,6 +35,15 @@ class Client:
     @property
     def url(self) -> str:
         return self.connection.url
+
+    @property
+    def admin(self) -> Admin:
+        """Keys, everyone's jobs and the workers (needs an admin key)."""
+        return Admin(self.connection)
+
+    def usage(self) -> dict[str, Any]:
+        """This key's measured CPU time and storage against its limits (and every key's, for an admin key)."""
+        return dict(self.connection.json("GET", "/v1/usage"))
 
     def submit(self, config: TrainConfig | None = None, /, **settings: Any) -> Job:
         """Start a job: `config` (default: the book's run, 10,000 iterations) with `settings` on top, named as
