@@ -44,8 +44,7 @@ class KeyRing:
 
     @classmethod
     def of(cls, settings: Settings) -> KeyRing:
-        admins = frozenset(owner_id(k, settings) for k in settings.admin_keys.get_secret_value().split(",")
-                           if k.strip())
+        admins = frozenset(owner_id(k, settings) for k in settings.admin_key_list)
         return cls(tuple(owner_id(k, settings) for k in settings.api_key_list), admins)
 
     def owner_of(self, key: str, settings: Settings) -> str | None:

@@ -11,6 +11,7 @@ import redis.asyncio
 from fastapi import Depends, HTTPException, Path, Request
 
 from api.auth import OwnerDep
+from api.stream_hub import EventHub
 from worker.keys import JobKeys
 from worker.keys import workers as workers_key
 from worker.replies import hash_reply
@@ -51,7 +52,13 @@ async def get_async_redis(request: Request) -> redis.asyncio.Redis:
     return client
 
 
+async def get_event_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.event_hub
+    return hub
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+EventHubDep = Annotated[EventHub, Depends(get_event_hub)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 AsyncRedisDep = Annotated[redis.asyncio.Redis, Depends(get_async_redis)]
 

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from api.models import Estimate, JobCreate, JobOut
 from worker import scheduler
 from worker.celery_app import RUN_JOB
+from worker.headroom import StoreFull, check_room
 from worker.heartbeat import alive_workers
 from worker.plan import plan, refusal
 from worker.settings import Settings
@@ -99,6 +100,7 @@ def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,
     check_spec(spec, store.settings)
     stored_spec = spec.model_dump(mode="json")
     admit(stored_spec, store)
+    need_room(store.client, store.settings, result_bytes(stored_spec))
     try:
         job_id, created = store.create(stored_spec, owner, idempotency_key, reserved_bytes=result_bytes(stored_spec))
     except QuotaExceeded as exc:
@@ -115,6 +117,14 @@ def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,
     except Exception:  # the job is stored and queued: a coordinator's next heartbeat starts it
         log.exception("job %s: could not dispatch it now", job_id)
     return record, True
+
+
+def need_room(client: Any, settings: Settings, need_bytes: int) -> None:
+    """507 when the job store is past its high-water mark (worker/headroom.py), saying how to free room."""
+    try:
+        check_room(client, settings, need_bytes)
+    except StoreFull as exc:
+        raise HTTPException(507, str(exc)) from exc
 
 
 def send_to_coordinator(celery: Celery, settings: Settings) -> scheduler.Send:

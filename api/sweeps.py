@@ -19,7 +19,7 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.jobs import admit, check_spec, field_error, send_to_coordinator
+from api.jobs import admit, check_spec, field_error, need_room, send_to_coordinator
 from api.models import JobCreate
 from api.sweep_models import RunLinks, SweepCreate, SweepLinks, SweepOut, SweepProgress, SweepRun, SweepStatus
 from worker import scheduler
@@ -47,6 +47,7 @@ def create(sweeps: SweepStore, celery: Celery, body: SweepCreate, owner: str,
                           settings.max_running_jobs_per_key)
     specs = [job_spec(body, run, i, blocks, sweeps) for i, run in enumerate(params)]
     request = body.model_dump(mode="json")
+    need_room(sweeps.client, settings, sum(result_bytes(s) for s in specs))
     try:
         sweep_id, created = sweeps.create(owner, request, specs, params, [result_bytes(s) for s in specs],
                                           idempotency_key)

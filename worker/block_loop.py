@@ -27,6 +27,7 @@ import redis
 
 from worker import keys
 from worker.blocks import BlockRequest, compute_group
+from worker.connection import queued_tasks
 from worker.errors import GroupCancelled, GroupHandedBack
 from worker.keys import JobKeys, RunKeys
 from worker.replies import as_bytes
@@ -139,10 +140,8 @@ class Turn:
         if now < self._next_look:
             return
         self._next_look = now + self.INTERVAL_S
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hget(self.record, "cancel_requested")
-            pipe.llen(self.settings.blocks_queue)
-            cancel, waiting = pipe.execute()
+        cancel = self.client.hget(self.record, "cancel_requested")
+        waiting = queued_tasks(self.settings, self.settings.blocks_queue)
         if cancel == b"1":
             raise GroupCancelled()
         if waiting and now >= self.ends_at and now - self.group_started < self.length:
@@ -207,4 +206,4 @@ def turn_length(client: redis.Redis, settings: Settings, owner: str) -> float:
 
 def _others_waiting(client: redis.Redis, settings: Settings) -> bool:
     """Whether block tasks wait in the Celery queue (kombu's Redis transport keeps it as a list of that name)."""
-    return bool(client.llen(settings.blocks_queue))
+    return bool(queued_tasks(settings, settings.blocks_queue))

@@ -30,7 +30,7 @@ SERVE_REPLICA = "zdl.serve_replica"
 def create_app(settings: Settings | None = None) -> Celery:
     """The app for `settings` (default: from the environment); workers and the API use `app` below."""
     settings = settings or get_settings()
-    app = Celery("zdl", broker=settings.redis_url, include=["worker.tasks"])
+    app = Celery("zdl", broker=settings.broker, include=["worker.tasks"])
     app.conf.update(
         # A broker message must never be able to run code: JSON in, JSON out, nothing else accepted.
         task_serializer="json",

@@ -21,6 +21,7 @@ from celery import bootsteps
 
 from worker import keys
 from worker.connection import redis_client
+from worker.headroom import ending_write, refill_reserve
 from worker.replies import texts
 from worker.settings import Settings, get_settings
 
@@ -28,14 +29,18 @@ log = logging.getLogger(__name__)
 
 
 def beat(client: redis.Redis, settings: Settings, hostname: str, queues: list[str], slots: int = 1) -> None:
-    """Mark `hostname` alive on each queue now, with its number of slots, and drop members long gone."""
-    now = time.time()
-    with client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            pipe.zadd(keys.workers(settings, queue), {hostname: now})
-            pipe.zremrangebyscore(keys.workers(settings, queue), "-inf", now - 10 * settings.heartbeat_ttl_s)
-            pipe.hset(keys.slots(settings, queue), hostname, slots)
-        pipe.execute()
+    """Mark `hostname` alive on each queue now, with its number of slots, and drop members long gone.
+    On a full store it may use the reserve (worker/headroom.py): a worker must never look dead for want of room."""
+    def write() -> None:
+        now = time.time()
+        with client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zremrangebyscore(keys.workers(settings, queue), "-inf", now - 10 * settings.heartbeat_ttl_s)
+                pipe.zadd(keys.workers(settings, queue), {hostname: now})
+                pipe.hset(keys.slots(settings, queue), hostname, slots)
+            pipe.execute()
+
+    ending_write(client, settings, write)
 
 
 def leave(client: redis.Redis, settings: Settings, hostname: str, queues: list[str]) -> None:
@@ -100,6 +105,7 @@ class Heartbeat(bootsteps.StartStopStep):
         while not self.stopping.is_set():
             try:
                 beat(client, settings, self.hostname, self.queues, self.slots)
+                refill_reserve(client, settings)
                 if sweeps:
                     look_after_jobs(client, settings, enqueue)
             except Exception as exc:  # Redis away for a while: keep trying, /readyz shows it

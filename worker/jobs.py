@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -54,6 +55,11 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
             log.info("job %s: another process coordinates it; nothing to do", job_id)
             return None
         return _run_leased(job_id, client, data, store, send, node_label(worker), lease, stopping)
+    except redis.exceptions.OutOfMemoryError as exc:  # a full store: end the job (its slots free) with the reason
+        log.error("job %s: Redis refused a write for want of memory (%s); failing it", job_id, exc)
+        store.fail(job_id, "the job store ran out of memory while this job was running (Redis at maxmemory); "
+                           "delete finished jobs to make room, then submit it again")
+        return "failed"
     except redis.RedisError as exc:  # nothing can be recorded now; the lease lapses and a worker resumes the job
         log.warning("job %s: lost Redis (%s); it will resume from its last checkpoint", job_id, exc)
         return "interrupted"
@@ -122,6 +128,8 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
             if fanout is not None:
                 fanout.run = run
             report = reporter(fanout)
+            if fanout is not None:
+                fanout.check = partial(_check_while_waiting, report, fanout)
             while not trainer.done:
                 report(trainer.step(), trainer)
             params, history = trainer.net.params, trainer.history.to_dict()
@@ -149,6 +157,10 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
     history["config"] = {**history["config"], "dataset": dataset, "blocks": blocks, "job_id": job_id}
     store.finish(job_id, "succeeded", weights=weights_bytes(params), history=history)
     return "succeeded"
+
+
+def _check_while_waiting(report: StepReporter, fanout: FanoutGradient) -> None:
+    report.while_waiting(fanout.step)
 
 
 def _redis_epochs(client: redis.Redis, data: StepData) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 import redis
 
 from worker import keys
+from worker.headroom import ending_write
 from worker.keys import JobKeys
 from worker.replies import Fields, hash_reply, texts
 from worker.settings import Settings
@@ -47,7 +48,7 @@ class Lease:
 
     def __init__(self, client: redis.Redis, settings: Settings, job_id: str) -> None:
         self.client, self.settings = client, settings
-        self.key = JobKeys.of(settings, job_id).lease
+        self.key, self.resume = JobKeys.of(settings, job_id).lease, JobKeys.of(settings, job_id).resume
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ttl_ms = int(1000 * settings.heartbeat_ttl_s)
         self.lost = threading.Event()
@@ -55,9 +56,14 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> bool:
-        """Take the lease if nobody holds it, and start refreshing it."""
-        if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+        """Take the lease if nobody holds it, and start refreshing it; taking it clears the job's resume
+        marker (so a job re-enqueued for resumption is re-enqueued again only if nobody ever took it)."""
+        def take() -> bool:
+            return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+
+        if not ending_write(self.client, self.settings, take):
             return False
+        self.client.delete(self.resume)
         self._thread = threading.Thread(target=self._refresh, name="zdl-lease", daemon=True)
         self._thread.start()
         return True
@@ -138,7 +144,9 @@ def recover_orphans(client: redis.Redis, settings: Settings, enqueue: Callable[[
     orphans = []
     for job_id, has_lease in zip(running, held, strict=True):
         marker = JobKeys.of(settings, job_id).resume
-        if not has_lease and client.set(marker, "1", nx=True, px=int(2000 * settings.heartbeat_ttl_s)):
+        # The marker lasts until a coordinator takes the lease (Lease.acquire), at most the stall timeout:
+        # a message lost with its broker is sent again then, a message waiting in a busy queue is not.
+        if not has_lease and client.set(marker, "1", nx=True, px=int(1000 * settings.stall_timeout_s)):
             log.warning("job %s: its coordinator is gone; re-enqueueing it to resume from its checkpoint", job_id)
             enqueue(job_id)
             orphans.append(job_id)

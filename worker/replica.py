@@ -13,6 +13,7 @@ import redis
 from numpy.typing import NDArray
 
 from worker.blocks import all_groups, prepared_group
+from worker.connection import queued_tasks
 from worker.coordinator import gather_layout
 from worker.gang import ReplicaStart, pack, read_state, state_fields, unpack
 from worker.keys import JobKeys
@@ -231,10 +232,8 @@ class Turn:
         if now < self._next_look:
             return False
         self._next_look = now + self.INTERVAL_S
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.record, "cancel_requested", "status", "runs")
-            pipe.llen(self.settings.blocks_queue)
-            (cancel, status, runs), waiting = pipe.execute()
+        cancel, status, runs = self.client.hmget(self.record, "cancel_requested", "status", "runs")
+        waiting = queued_tasks(self.settings, self.settings.blocks_queue)
         current = status == b"running" and runs is not None and int(runs) == self.start.run
         return cancel == b"1" or not current or bool(waiting and now >= self.ends_at) or stopping() or \
             bool(self.data.client.exists(self.start.keys.abort))

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from worker import keys
+from worker.headroom import ending_write
 from worker.keys import ACTIVE, FINISHED, STATUSES, JobKeys
 from worker.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from worker.settings import Settings
@@ -251,7 +252,7 @@ class JobStore:
             pipe.publish(k.events, json.dumps(event))
             return True
 
-        return transaction(self.client, move, k.record)
+        return ending_write(self.client, self.settings, lambda: transaction(self.client, move, k.record))
 
     def _unschedule(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> None:
         pipe.zrem(keys.pending(self.settings, owner), job_id)
@@ -269,7 +270,7 @@ class JobStore:
                 pipe.multi()
                 pipe.hset(k.record, "cancel_requested", 1)
 
-        self.client.transaction(flag, k.record)
+        ending_write(self.client, self.settings, lambda: self.client.transaction(flag, k.record))
         return self.get(job_id)
 
     def finish(self, job_id: str, status: str, *, weights: bytes | None = None,
@@ -278,13 +279,22 @@ class JobStore:
         `succeeded` can always fetch them). The final history replaces the per-iteration lists (it holds
         the same numbers), so a job's history is stored once."""
         k = self.keys(job_id)
-        with self.client.pipeline() as pipe:
-            if weights is not None:
-                pipe.set(k.weights, weights)
-            if history is not None:
-                pipe.set(k.history, json.dumps(history))
-                pipe.delete(k.loss, k.epochs)
-            pipe.execute()
+
+        def store_results() -> None:
+            with self.client.pipeline() as pipe:
+                pipe.delete(k.checkpoint)  # the results replace it (about the same size)
+                if weights is not None:
+                    pipe.set(k.weights, weights)
+                if history is not None:
+                    pipe.set(k.history, json.dumps(history))
+                    pipe.delete(k.loss, k.epochs)
+                pipe.execute()
+
+        try:
+            ending_write(self.client, self.settings, store_results)
+        except redis.exceptions.OutOfMemoryError:  # no room even with the reserve: end it, with the reason
+            return self.fail(job_id, "the job store (Redis) was full when this job's results were to be stored; "
+                                     "they were not kept")
         return self.transition(job_id, status, ["running"], finished_at=time.time(), **fields)
 
     def fail(self, job_id: str, error: str, **fields: Any) -> bool:
@@ -316,7 +326,7 @@ class JobStore:
                     pipe.delete(keys.idempotency(self.settings, owner.decode(), idem.decode()))
             return "deleted"
 
-        return transaction(self.client, remove, k.record)
+        return ending_write(self.client, self.settings, lambda: transaction(self.client, remove, k.record))
 
     def delete_expired(self, now: float | None = None, limit: int = 100) -> builtins.list[str]:
         """Delete up to `limit` finished jobs whose retention time has passed; returns their ids."""

@@ -6,11 +6,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from api import events, jobs
 from api.auth import OwnerDep, require_owner
-from api.deps import AsyncRedisDep, BlockWorkersDep, JobDep, JobId, SettingsDep, StoreDep, valid_job_id
+from api.deps import (
+    AsyncRedisDep,
+    BlockWorkersDep,
+    EventHubDep,
+    JobDep,
+    JobId,
+    SettingsDep,
+    StoreDep,
+    valid_job_id,
+)
 from api.models import ErrorOut, HistoryOut, JobCreate, JobOut, JobPage, JobStatus
+from api.stream_hub import TooManyStreams
 
 #: Every route needs a valid key (require_owner); a job of another key is a 404 like a missing one.
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_owner)],
@@ -79,12 +90,17 @@ def get_weights(job: JobDep, store: StoreDep) -> Response:
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse)
 async def get_events(job_id: JobId, client: AsyncRedisDep, settings: SettingsDep,
-                     owner: OwnerDep) -> EventSourceResponse:
+                     owner: OwnerDep, hub: EventHubDep) -> EventSourceResponse:
     """Server-Sent Events: a `status` snapshot, then `progress` and `status` events until the job ends."""
     snapshot = await events.snapshot(client, settings, valid_job_id(job_id), owner)
     if snapshot is None:
         raise HTTPException(404, "Job not found")
-    return EventSourceResponse(events.stream(client, settings, job_id, snapshot), ping=15)
+    try:
+        slot = hub.reserve(owner)
+    except TooManyStreams as exc:
+        raise HTTPException(429, str(exc)) from exc
+    return EventSourceResponse(events.stream(client, settings, hub, slot, job_id, snapshot), ping=15,
+                               background=BackgroundTask(slot.release))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)

@@ -1,0 +1,115 @@
+"""Room in the main Redis: a high-water mark for new work, and a reserve only the writes that end work may use.
+
+The main Redis refuses writes that may grow memory once it holds `maxmemory` (policy `noeviction`), and a
+MULTI that contains one is refused whole. Two rules keep a full store from wedging the service:
+
+- Admission stops early. New jobs and sweeps are refused (507) once `used_memory` passes
+  `redis_high_water` of `maxmemory` (both from `INFO memory`), so the service's own growth always leaves
+  room for the writes that end, cancel or delete work.
+- A reserve covers what others fill. Whoever fills the store to the last byte (another application, a
+  runaway script) takes that room too; so the service keeps a ballast key of `redis_reserve_mb` in the main
+  Redis. A write that ends or removes work, a cancel flag, a heartbeat or a lease that meets the out-of-memory
+  refusal deletes the ballast (DEL is always allowed: it frees) and tries once more. Workers put it back when
+  the store is below its high-water mark again.
+
+The Celery broker lives in a Redis of its own (`Settings.broker_url`), so a full job store never refuses a
+worker's acknowledgement (which would kill the worker).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StoreFull(Exception):
+    """The main Redis is past its high-water mark: new work is refused (507) with how much room is left."""
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The main Redis's memory, from `INFO memory`: bytes used and its limit (0: none)."""
+
+    used: int
+    maxmemory: int
+
+    def high_water(self, settings: Settings) -> int:
+        return int(settings.redis_high_water * self.maxmemory)
+
+    def room(self, settings: Settings) -> int:
+        """Bytes new work may still take (negative: past the mark); unbounded Redis: a very large number."""
+        return self.high_water(settings) - self.used if self.maxmemory else 2**62
+
+
+def memory(client: redis.Redis) -> Memory:
+    info = client.info("memory")
+    return Memory(int(info["used_memory"]), int(info.get("maxmemory", 0)))
+
+
+def reserve_key(settings: Settings) -> str:
+    return settings.key("reserve")
+
+
+def check_room(client: redis.Redis, settings: Settings, need_bytes: int = 0) -> None:
+    """Nothing if new work (of about `need_bytes`) fits under the high-water mark; else StoreFull saying
+    how much room there is and how to free it."""
+    now = memory(client)
+    if not now.maxmemory or now.room(settings) >= need_bytes:
+        return
+    mib = 2**20
+    raise StoreFull(f"the job store is full: {now.used / mib:.1f} MiB used of the {now.high_water(settings) / mib:.1f} "
+                    f"MiB new work may take ({settings.redis_high_water:g} of maxmemory {now.maxmemory / mib:.0f} MiB, "
+                    f"ZDL_REDIS_HIGH_WATER); nothing was stored. Delete finished jobs you no longer need "
+                    "(DELETE /v1/jobs/{id}), or ask the operator for room (ZDL_REDIS_MAXMEMORY_MB)")
+
+
+def ending_write(client: redis.Redis, settings: Settings, write: Callable[[], T]) -> T:
+    """Run `write` (one that ends, cancels or removes work, or keeps a worker alive); if Redis refuses it
+    for want of memory, give up the reserve and run it once more."""
+    try:
+        return write()
+    except redis.exceptions.OutOfMemoryError:
+        if not client.delete(reserve_key(settings)):
+            raise
+        log.warning("the main Redis is at maxmemory: released its reserve of %g MiB for a write that ends or "
+                    "removes work; new jobs are refused until there is room again", settings.redis_reserve_mb)
+        return write()
+
+
+def refill_reserve(client: redis.Redis, settings: Settings) -> bool:
+    """Put the reserve back if it is gone and the store is below its high-water mark with it; True if it
+    is in place after the call."""
+    key = reserve_key(settings)
+    if client.exists(key):
+        return True
+    size = int(settings.redis_reserve_mb * 2**20)
+    if size == 0:
+        return True
+    if memory(client).room(settings) < size:
+        return False
+    return bool(client.set(key, b"\0" * size, nx=True))
+
+
+def quota_warning(client: redis.Redis, settings: Settings, n_keys: int) -> str | None:
+    """A sentence for the log and /readyz when every key at its stored-bytes quota would not fit under the
+    high-water mark; None when they fit (or Redis has no limit)."""
+    now = memory(client)
+    if not now.maxmemory or n_keys == 0:
+        return None
+    total = n_keys * settings.max_stored_mb_per_key * 2**20
+    if total <= now.high_water(settings):
+        return None
+    return (f"{n_keys} API keys x ZDL_MAX_STORED_MB_PER_KEY={settings.max_stored_mb_per_key:g} MiB = "
+            f"{total / 2**20:.0f} MiB exceeds the {now.high_water(settings) / 2**20:.0f} MiB the job store takes "
+            f"before refusing new work (maxmemory {now.maxmemory / 2**20:.0f} MiB x ZDL_REDIS_HIGH_WATER="
+            f"{settings.redis_high_water:g}): keys may be refused (507) before their quota")
