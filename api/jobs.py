@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from api.models import Estimate, JobCreate, JobOut
 from worker import scheduler
 from worker.celery_app import RUN_JOB
-from worker.headroom import StoreFull, check_room
+from worker.headroom import check_room
 from worker.heartbeat import alive_workers
 from worker.plan import plan, refusal
 from worker.settings import Settings
@@ -120,11 +120,8 @@ def submit(store: JobStore, celery: Celery, spec: JobCreate, owner: str,
 
 
 def need_room(client: Any, settings: Settings, need_bytes: int) -> None:
-    """507 when the job store is past its high-water mark (worker/headroom.py), saying how to free room."""
-    try:
-        check_room(client, settings, need_bytes)
-    except StoreFull as exc:
-        raise HTTPException(507, str(exc)) from exc
+    """StoreFull (a 507, api/errors.py) when the job store is past its high-water mark (worker/headroom.py)."""
+    check_room(client, settings, need_bytes)
 
 
 def send_to_coordinator(celery: Celery, settings: Settings) -> scheduler.Send:

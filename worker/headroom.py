@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -71,6 +71,74 @@ def check_room(client: redis.Redis, settings: Settings, need_bytes: int = 0) -> 
                     f"MiB new work may take ({settings.redis_high_water:g} of maxmemory {now.maxmemory / mib:.0f} MiB, "
                     f"ZDL_REDIS_HIGH_WATER); nothing was stored. Delete finished jobs you no longer need "
                     "(DELETE /v1/jobs/{id}), or ask the operator for room (ZDL_REDIS_MAXMEMORY_MB)")
+
+
+#: Runs a list of commands atomically, as MULTI would, but accepted by a Redis at maxmemory: Redis refuses a
+#: script there only if its first write may grow memory (a script cannot be stopped half-way), so the first
+#: write is a DEL (of a key that never exists). An optional guard (ARGV[1..3]: hash key, field, value) stands
+#: in for WATCH: nothing is written unless the field still holds the value the caller read. ARGV[4]: the key
+#: deleted; then each command as its argument count and its arguments. Returns the commands' replies, or 0
+#: when the guard failed. (Redis 6.2 and 7 alike: scripts without flags.)
+_ENDING_SCRIPT = """
+if ARGV[1] ~= '' and redis.call('HGET', ARGV[1], ARGV[2]) ~= ARGV[3] then return 0 end
+redis.call('DEL', ARGV[4])
+local replies, i = {}, 5
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  replies[#replies + 1] = redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return replies
+"""
+
+Command = tuple[object, ...]
+Guard = tuple[str, str]
+
+
+def ending_commands(client: redis.Redis, settings: Settings, commands: list[Command],
+                    guard: tuple[str, str, bytes | str] | None = None) -> list[Any] | None:
+    """Run `commands` in one script that a full Redis accepts (see _ENDING_SCRIPT); their replies, or None
+    if `guard` (hash key, field, value) no longer holds."""
+    args: list[Any] = [*(guard or ("", "", "")), settings.key("never-stored")]
+    for command in commands:
+        args += [len(command), *command]
+    replies = client.eval(_ENDING_SCRIPT, 0, *args)
+    return None if replies == 0 else list(replies)
+
+
+def ending_transaction(client: redis.Redis, settings: Settings, body: Callable[[redis.client.Pipeline], T],
+                       *watched: str, guard: Guard) -> T:
+    """`worker.replies.transaction(client, body, *watched)`, for a write that ends, cancels or removes work:
+    on a Redis at maxmemory (which refuses every MULTI) the writes `body` queues run as one script instead,
+    guarded by the hash field `guard` that `body` decides on (read before, compared inside the script)."""
+    from worker.replies import transaction  # (replies imports nothing of ours; kept local to stay a leaf)
+
+    try:
+        return transaction(client, body, *watched)
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    while True:
+        with client.pipeline() as pipe:
+            pipe.watch(*watched)
+            seen = pipe.hget(*guard)
+            result = body(pipe)
+            commands = [tuple(args) for args, _ in pipe.command_stack]
+            pipe.reset()
+        if not commands or ending_commands(client, settings, commands, (*guard, seen or b"")) is not None:
+            return result
+
+
+def ending_pipeline(client: redis.Redis, settings: Settings, fill: Callable[[redis.client.Pipeline], None]) -> None:
+    """Run the writes `fill` queues (a heartbeat's) in a pipeline; on a Redis at maxmemory, as one script."""
+    with client.pipeline(transaction=False) as pipe:
+        fill(pipe)
+        commands = [tuple(args) for args, _ in pipe.command_stack]
+        try:
+            pipe.execute()
+            return
+        except redis.exceptions.OutOfMemoryError:
+            pass
+    ending_commands(client, settings, commands)
 
 
 def ending_write(client: redis.Redis, settings: Settings, write: Callable[[], T]) -> T:

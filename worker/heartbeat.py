@@ -21,7 +21,7 @@ from celery import bootsteps
 
 from worker import keys
 from worker.connection import redis_client
-from worker.headroom import ending_write, refill_reserve
+from worker.headroom import ending_pipeline, refill_reserve
 from worker.replies import texts
 from worker.settings import Settings, get_settings
 
@@ -30,17 +30,16 @@ log = logging.getLogger(__name__)
 
 def beat(client: redis.Redis, settings: Settings, hostname: str, queues: list[str], slots: int = 1) -> None:
     """Mark `hostname` alive on each queue now, with its number of slots, and drop members long gone.
-    On a full store it may use the reserve (worker/headroom.py): a worker must never look dead for want of room."""
-    def write() -> None:
-        now = time.time()
-        with client.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.zremrangebyscore(keys.workers(settings, queue), "-inf", now - 10 * settings.heartbeat_ttl_s)
-                pipe.zadd(keys.workers(settings, queue), {hostname: now})
-                pipe.hset(keys.slots(settings, queue), hostname, slots)
-            pipe.execute()
+    A full store takes it too (worker/headroom.py): a worker must never look dead for want of room."""
+    now = time.time()
 
-    ending_write(client, settings, write)
+    def fill(pipe: redis.client.Pipeline) -> None:
+        for queue in queues:
+            pipe.zremrangebyscore(keys.workers(settings, queue), "-inf", now - 10 * settings.heartbeat_ttl_s)
+            pipe.zadd(keys.workers(settings, queue), {hostname: now})
+            pipe.hset(keys.slots(settings, queue), hostname, slots)
+
+    ending_pipeline(client, settings, fill)
 
 
 def leave(client: redis.Redis, settings: Settings, hostname: str, queues: list[str]) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import redis
 
 from worker import keys
-from worker.headroom import ending_write
+from worker.headroom import ending_commands
 from worker.keys import JobKeys
 from worker.replies import Fields, hash_reply, texts
 from worker.settings import Settings
@@ -58,10 +58,13 @@ class Lease:
     def acquire(self) -> bool:
         """Take the lease if nobody holds it, and start refreshing it; taking it clears the job's resume
         marker (so a job re-enqueued for resumption is re-enqueued again only if nobody ever took it)."""
-        def take() -> bool:
-            return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
-
-        if not ending_write(self.client, self.settings, take):
+        try:
+            taken = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        except redis.exceptions.OutOfMemoryError:  # a full store: as a script (worker/headroom.py)
+            replies = ending_commands(self.client, self.settings, [("SET", self.key, self.token, "NX", "PX",
+                                                                     self.ttl_ms)])
+            taken = bool(replies and replies[0])
+        if not taken:
             return False
         self.client.delete(self.resume)
         self._thread = threading.Thread(target=self._refresh, name="zdl-lease", daemon=True)

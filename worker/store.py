@@ -1,8 +1,9 @@
 """Job records, history and weights in Redis: the API reads them, the coordinator writes them.
 
 Every change of status is one MULTI transaction (record, per-status index, event), so a reader never
-sees a job in two states, and a status only moves along the allowed edges:
-queued -> running -> succeeded | failed | cancelled, and queued -> cancelled | failed.
+sees a job in two states (on a Redis at maxmemory, one script instead: worker/headroom.py), and a status
+only moves along the allowed edges: queued -> running -> succeeded | failed | cancelled, and
+queued -> cancelled | failed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import redis
 
 from worker import keys
-from worker.headroom import ending_write
+from worker.headroom import ending_transaction, ending_write
 from worker.keys import ACTIVE, FINISHED, STATUSES, JobKeys
 from worker.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from worker.settings import Settings
@@ -252,7 +253,7 @@ class JobStore:
             pipe.publish(k.events, json.dumps(event))
             return True
 
-        return ending_write(self.client, self.settings, lambda: transaction(self.client, move, k.record))
+        return ending_transaction(self.client, self.settings, move, k.record, guard=(k.record, "status"))
 
     def _unschedule(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> None:
         pipe.zrem(keys.pending(self.settings, owner), job_id)
@@ -270,7 +271,7 @@ class JobStore:
                 pipe.multi()
                 pipe.hset(k.record, "cancel_requested", 1)
 
-        ending_write(self.client, self.settings, lambda: self.client.transaction(flag, k.record))
+        ending_transaction(self.client, self.settings, flag, k.record, guard=(k.record, "status"))
         return self.get(job_id)
 
     def finish(self, job_id: str, status: str, *, weights: bytes | None = None,
@@ -326,7 +327,7 @@ class JobStore:
                     pipe.delete(keys.idempotency(self.settings, owner.decode(), idem.decode()))
             return "deleted"
 
-        return ending_write(self.client, self.settings, lambda: transaction(self.client, remove, k.record))
+        return ending_transaction(self.client, self.settings, remove, k.record, guard=(k.record, "status"))
 
     def delete_expired(self, now: float | None = None, limit: int = 100) -> builtins.list[str]:
         """Delete up to `limit` finished jobs whose retention time has passed; returns their ids."""
