@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.headroom import StoreFull
+from worker.state.headroom import StoreFull
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import redis
 
-from worker.headroom import quota_warning
-from worker.heartbeat import alive_workers
+from worker.scheduling.heartbeat import alive_workers
 from worker.settings import Settings
+from worker.state.headroom import quota_warning
 
 
 def readiness(client: redis.Redis, settings: Settings,

@@ -18,10 +18,10 @@ import pytest
 import redis
 
 from tests.service.filling import at_maxmemory, fill_to_the_last_byte
-from worker import headroom, keys
-from worker.cluster import LocalCluster
-from worker.processes import redis_server_binary
+from worker.cluster.launcher import LocalCluster
+from worker.cluster.processes import redis_server_binary
 from worker.settings import Settings
+from worker.state import headroom, keys
 
 pytestmark = pytest.mark.slow
 

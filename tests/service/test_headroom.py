@@ -10,11 +10,12 @@ import pytest
 import redis
 
 from tests.service.filling import at_maxmemory, fill_to_the_last_byte
-from worker import headroom, keys, processes
-from worker.heartbeat import alive_workers, beat
-from worker.recovery import Lease
+from worker.cluster import processes
+from worker.scheduling.heartbeat import alive_workers, beat
+from worker.scheduling.recovery import Lease
 from worker.settings import Settings
-from worker.store import JobStore
+from worker.state import headroom, keys
+from worker.state.job_store import JobStore
 
 BODY = {"dataset": "mnist", "model": {"hidden_size": 4}, "training": {"iters": 5}}
 
@@ -74,7 +75,8 @@ def test_admission_stops_at_the_high_water_mark_and_says_how_to_free_room(tiny_r
     with pytest.raises(headroom.StoreFull) as refused:
         headroom.check_room(tiny_redis, settings, 1000)
     message = str(refused.value)
-    assert "ZDL_REDIS_HIGH_WATER" in message and "DELETE /v1/jobs/{id}" in message and "MiB used of the 2.0 MiB" in message
+    assert "ZDL_REDIS_HIGH_WATER" in message and "DELETE /v1/jobs/{id}" in message
+    assert "MiB used of the 2.0 MiB" in message
 
 
 def test_the_reserve_is_given_up_for_results_and_put_back_when_there_is_room(tiny_redis: redis.Redis,

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.cluster import LocalCluster
-from worker.processes import redis_server_binary
+from worker.cluster.launcher import LocalCluster
+from worker.cluster.processes import redis_server_binary
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from tests.service.conftest import AUTH, OTHER_KEY
-from worker import processes
-from worker.cluster import LocalCluster
+from worker.cluster import processes
+from worker.cluster.launcher import LocalCluster
 
 pytestmark = pytest.mark.slow
 

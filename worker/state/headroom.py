@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import redis
 
 from worker.settings import Settings
+from worker.state.replies import transaction
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,9 @@ def ending_commands(client: redis.Redis, settings: Settings, commands: list[Comm
 
 def ending_transaction(client: redis.Redis, settings: Settings, body: Callable[[redis.client.Pipeline], T],
                        *watched: str, guard: Guard) -> T:
-    """`worker.replies.transaction(client, body, *watched)`, for a write that ends, cancels or removes work:
+    """`worker.state.replies.transaction(client, body, *watched)`, for a write that ends, cancels or removes work:
     on a Redis at maxmemory (which refuses every MULTI) the writes `body` queues run as one script instead,
     guarded by the hash field `guard` that `body` decides on (read before, compared inside the script)."""
-    from worker.replies import transaction  # (replies imports nothing of ours; kept local to stay a leaf)
-
     try:
         return transaction(client, body, *watched)
     except redis.exceptions.OutOfMemoryError:
