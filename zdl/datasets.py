@@ -77,6 +77,19 @@ SHA256: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# Sizes in bytes of the published files; a download may be at most 1% larger (another gzip of the same data)
+# and is refused beyond that before its checksum is computed: a wrong or hostile mirror cannot fill the disk.
+PUBLISHED_BYTES: dict[str, dict[str, int]] = {
+    "mnist": {TRAIN_IMAGES: 9_912_422, TRAIN_LABELS: 28_881, TEST_IMAGES: 1_648_877, TEST_LABELS: 4_542},
+    "fashion-mnist": {TRAIN_IMAGES: 26_421_880, TRAIN_LABELS: 29_515, TEST_IMAGES: 4_422_102, TEST_LABELS: 5_148},
+}
+
+
+def max_download_bytes(dataset: str, name: str) -> int:
+    """The most bytes a download of `name` may have (its published size and 1%)."""
+    return PUBLISHED_BYTES[dataset][name] * 101 // 100
+
+
 DEBIAN_DIRS: dict[str, Path] = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -203,7 +216,7 @@ def download(
         for base in urls:
             url = base.rstrip("/") + "/" + name
             try:
-                _download_file(url, dest / name, SHA256[dataset][name])
+                _download_file(url, dest / name, SHA256[dataset][name], max_download_bytes(dataset, name))
                 break
             except (OSError, http.client.HTTPException, _DownloadError) as exc:  # URLError is an OSError
                 log.warning("download of %s failed: %s", url, exc)
@@ -233,8 +246,9 @@ class _ChecksumError(_DownloadError):
     """A complete download whose SHA-256 is not the published one."""
 
 
-def _download_file(url: str, path: Path, sha256: Iterable[str]) -> None:
-    """Stream `url` into a temp file beside `path`, verify, then rename: `path` is whole or absent."""
+def _download_file(url: str, path: Path, sha256: Iterable[str], max_bytes: int) -> None:
+    """Stream `url` into a temp file beside `path`, verify, then rename: `path` is whole or absent. A body
+    announced or found to be over `max_bytes` is refused (nothing is kept)."""
     log.info("downloading %s to %s", url, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -242,8 +256,13 @@ def _download_file(url: str, path: Path, sha256: Iterable[str]) -> None:
     def write(out: IO[bytes]) -> None:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             expected = response.headers.get("Content-Length")
+            if expected is not None and int(expected) > max_bytes:
+                raise _DownloadError(f"the server announces {int(expected):,} bytes, more than the {max_bytes:,} "
+                                     "bytes this file may have")
             received = 0
             while chunk := response.read(1 << 16):
+                if received + len(chunk) > max_bytes:
+                    raise _DownloadError(f"more than the {max_bytes:,} bytes this file may have; stopped")
                 out.write(chunk)
                 digest.update(chunk)
                 received += len(chunk)
