@@ -171,7 +171,7 @@ class FanoutGradient:
         while pending:
             item = self.data.client.blpop([keys.done], timeout=self.settings.block_poll_s)
             if item is None:
-                self._while_waiting(keys, last_back)
+                self._while_waiting(run_keys, last_back)
                 self._resend_lost(keys, run_keys, requests, pending)
                 continue
             notice, values = decode_notice(as_bytes(item[1]))
@@ -188,8 +188,9 @@ class FanoutGradient:
                 results[group] = (float(notice["seconds"]), values)
         return results
 
-    def _while_waiting(self, keys: StepKeys, last_back: float) -> None:
-        """Between polls: the cancel flag, the lease and the deadline; the stall limit; keep the arrays."""
+    def _while_waiting(self, run_keys: RunKeys, last_back: float) -> None:
+        """Between polls: the cancel flag, the lease and the deadline; the stall limit; keep the step's arrays
+        and the run's requests and loops from expiring (their TTL is for a coordinator that died)."""
         if self.cancel_flag is not None and self.client.hget(*self.cancel_flag) == b"1":
             raise JobCancelled(self.job_id)
         self.check()
@@ -199,7 +200,7 @@ class FanoutGradient:
                              f"(ZDL_STALL_TIMEOUT_S={self.settings.stall_timeout_s:g}); the block workers are "
                              "stopped or gone")
         with self.data.client.pipeline(transaction=False) as pipe:
-            for key in self._stale:  # this step's keys (the previous step's are gone by now)
+            for key in (*self._stale, run_keys.requests, run_keys.loops):  # _stale: this step's keys by now
                 pipe.expire(key, self.settings.step_key_ttl_s)
             pipe.execute()
 
