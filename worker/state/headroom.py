@@ -1,16 +1,20 @@
-"""Room in the main Redis: a high-water mark for new work, and a reserve only the writes that end work may use.
+"""Room in the main Redis: a high-water mark for new work, and writes that end work even when it is full.
 
 The main Redis refuses writes that may grow memory once it holds `maxmemory` (policy `noeviction`), and a
-MULTI that contains one is refused whole. Two rules keep a full store from wedging the service:
+MULTI that contains one is refused whole. Three rules keep a full store from wedging the service:
 
 - Admission stops early. New jobs and sweeps are refused (507) once `used_memory` passes
   `redis_high_water` of `maxmemory` (both from `INFO memory`), so the service's own growth always leaves
   room for the writes that end, cancel or delete work.
-- A reserve covers what others fill. Whoever fills the store to the last byte (another application, a
-  runaway script) takes that room too; so the service keeps a ballast key of `redis_reserve_mb` in the main
-  Redis. A write that ends or removes work, a cancel flag, a heartbeat or a lease that meets the out-of-memory
-  refusal deletes the ballast (DEL is always allowed: it frees) and tries once more. Workers put it back when
-  the store is below its high-water mark again.
+- Freeing comes first. A change of status, a cancel flag, a delete, a heartbeat or a lease that Redis
+  refuses for want of memory runs again as one Lua script whose first write is a DEL: Redis refuses a
+  script at maxmemory only when its first write may grow memory (it cannot stop a script half-way), so
+  the rest (a few hundred bytes) is accepted. Whoever fills the store to its last byte (another
+  application, a runaway script) cannot stop a job from ending, a DELETE, or a worker's heartbeat.
+- A reserve for results. A job's weights and history need real room; the workers keep a ballast key of
+  `redis_reserve_mb` that a job storing its results on a full store gives up (DEL frees it), and put it
+  back when the store is below its high-water mark again. A job whose results fit nowhere ends `failed`
+  with that reason.
 
 The Celery broker lives in a Redis of its own (`Settings.broker_url`), so a full job store never refuses a
 worker's acknowledgement (which would kill the worker).
