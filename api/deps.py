@@ -11,6 +11,7 @@ import redis.asyncio
 from fastapi import Depends, HTTPException, Path, Request
 
 from api.auth import OwnerDep, is_admin
+from api.stream_hub import EventHub
 from worker.settings import Settings
 from worker.state.job_store import JobStore
 from worker.state.keys import JobKeys
@@ -52,7 +53,13 @@ async def get_async_redis(request: Request) -> redis.asyncio.Redis:
     return client
 
 
+async def get_event_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.event_hub
+    return hub
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+EventHubDep = Annotated[EventHub, Depends(get_event_hub)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 AsyncRedisDep = Annotated[redis.asyncio.Redis, Depends(get_async_redis)]
 

@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from worker.state.headroom import StoreFull
+
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -79,6 +81,12 @@ async def redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
     return server_side(request, 503, "the job store is unavailable; try again in a few seconds")
 
 
+async def store_full(request: Request, exc: StoreFull) -> JSONResponse:
+    """507: the job store is past its high-water mark; the detail says how much room there is, how to free it."""
+    log.warning("request %s: %s %s: %s", request_id(request), request.method, request.url.path, exc)
+    return server_side(request, 507, str(exc))
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("request %s: %s %s failed", request_id(request), request.method, request.url.path)
     return server_side(request, 500, "internal server error")
@@ -88,4 +96,5 @@ def install(app: FastAPI) -> None:
     app.add_middleware(RequestId)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(redis.RedisError, redis_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreFull, store_full)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)

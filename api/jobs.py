@@ -16,6 +16,7 @@ from api.models import Estimate, JobCreate, JobOut
 from worker.celery_app.enqueue import JobQueue
 from worker.scheduling.admission import live_workers, plan, refusal
 from worker.settings import Settings
+from worker.state.headroom import check_room
 from worker.state.job_store import JobStore, QuotaExceeded, result_bytes
 from zdl.datasets import dataset_shape
 from zdl.spec import JobSpec
@@ -99,6 +100,7 @@ def submit(store: JobStore, queue: JobQueue, spec: JobCreate, owner: str,
     check_spec(spec, store.settings)
     admit(spec, store)
     stored_spec = spec.model_dump(mode="json")
+    need_room(store.client, store.settings, result_bytes(spec))
     try:
         job_id, created = store.create(stored_spec, owner, idempotency_key, reserved_bytes=result_bytes(spec))
     except QuotaExceeded as exc:
@@ -123,3 +125,8 @@ def replay_or_dispatch(record: dict[str, Any], created: bool, same_request: bool
         log.exception("%s: could not dispatch it now", record.get("id"))
     return record, True
 
+
+
+def need_room(client: Any, settings: Settings, need_bytes: int) -> None:
+    """StoreFull (a 507, api/errors.py) when the job store is past its high-water mark (worker/state/headroom.py)."""
+    check_room(client, settings, need_bytes)

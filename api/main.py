@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,16 +18,31 @@ from redis.retry import Retry
 from api import errors
 from api.limits import BodySizeLimit
 from api.routes import admin, docs, health, jobs, metrics, pages, plots, sweeps
+from api.stream_hub import EventHub
 from worker.celery_app.app import job_queue
 from worker.scheduling.admission import machine_speed_of
 from worker.settings import Settings, get_settings
 from worker.state.apikeys import KeyRegistry
+from worker.state.headroom import quota_warning
+
+log = logging.getLogger(__name__)
 
 #: A command that fails on a broken connection (e.g. pooled before Redis restarted) is sent again on a new one
 #: up to 3 times, 50, 100, 200 ms apart: clients made by `from_url` would otherwise not retry at all, and the
 #: first request after a Redis restart would answer 503 although Redis is back.
 RETRIES = 3
 BACKOFF = ExponentialBackoff(cap=0.5, base=0.025)
+
+
+def _warn_about_quotas(client: redis.Redis, settings: Settings) -> None:
+    """Log, at start, when the keys' stored-bytes quotas together exceed what the job store takes (also in
+    /readyz for admins)."""
+    try:
+        warning = quota_warning(client, settings, len(settings.api_key_list))
+    except redis.RedisError:
+        return  # Redis not up yet: /readyz reports it
+    if warning:
+        log.warning("storage: %s", warning)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,10 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.redis_url, socket_connect_timeout=5, retry=redis.asyncio.retry.Retry(BACKOFF, RETRIES))
         app.state.step_redis = redis.Redis.from_url(settings.step_redis_url, socket_connect_timeout=2,
                                                     socket_timeout=5, retry=retry) if settings.step_redis_url else None
+        await asyncio.to_thread(_warn_about_quotas, app.state.redis, settings)
+        app.state.event_hub = EventHub(app.state.async_redis, settings)
+        await app.state.event_hub.start()
         await asyncio.to_thread(machine_speed_of, settings)  # measured now, not in the first job's request
         await asyncio.to_thread(KeyRegistry(app.state.redis, settings).bootstrap)  # ZDL_API_KEYS, named
         gc.freeze()  # start-up objects (FastAPI, pydantic, numpy, matplotlib) are never scanned by the collector
         yield
+        await app.state.event_hub.close()
         app.state.redis.close()
         if app.state.step_redis is not None:
             app.state.step_redis.close()

@@ -1,5 +1,6 @@
 """Whether the service can run a job now: Redis (and the step Redis, if set) answers, and each queue has a
-live worker (heartbeats)."""
+live worker (heartbeats). Only an admin sees why a server is unreachable (its address is in the error)
+and whether the keys' quotas fit the job store."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import redis
 
 from worker.scheduling.admission import live_workers
 from worker.settings import Settings
+from worker.state.headroom import quota_warning
 
 
 def readiness(client: redis.Redis, settings: Settings,
@@ -31,3 +33,16 @@ def readiness(client: redis.Redis, settings: Settings,
     if missing:
         report["detail"] = f"no live worker on {', '.join(missing)}"
     return not missing, report
+
+
+def for_caller(report: dict[str, Any], admin: bool, client: redis.Redis, settings: Settings) -> dict[str, Any]:
+    """The report as the caller may read it: an admin's with the storage check, anyone else's without the
+    Redis errors (host names, ports)."""
+    if not admin:
+        return {k: ("unreachable" if isinstance(v, str) and v.startswith("unreachable") else v)
+                for k, v in report.items()}
+    try:
+        warning = quota_warning(client, settings, len(settings.api_key_list))
+    except redis.RedisError:
+        warning = None
+    return {**report, "storage": warning or "ok"}

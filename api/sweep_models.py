@@ -21,6 +21,8 @@ AxisName = Literal["learning_rate", "hidden_size", "batch_size", "weight_init_st
 
 #: Values of one setting in a grid; the body-size limit bounds a list long before this does.
 MAX_VALUES = 100
+#: Entries of `runs`: more than any key may have queued at once (ZDL_MAX_ACTIVE_JOBS_PER_KEY, checked later).
+MAX_RUNS = 1000
 
 
 def _scalar(value: Any) -> int | float | str:
@@ -28,6 +30,23 @@ def _scalar(value: Any) -> int | float | str:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"must be a number or a name, got {value!r}")
     return value
+
+
+def _first_repeat(items: list[Any]) -> int | None:
+    """The index of the first item equal to an earlier one, or None; one pass (a set of canonical forms), so a
+    long list costs linear time on the event loop. 1 and 1.0 are equal, as they are in a job body."""
+    seen: set[Any] = set()
+    for i, item in enumerate(items):
+        key = tuple(sorted((k, _canonical(v)) for k, v in item.items())) if isinstance(item, dict) else \
+            _canonical(item)
+        if key in seen:
+            return i
+        seen.add(key)
+    return None
+
+
+def _canonical(value: Any) -> Any:
+    return (type(value) is str, value)  # "1" and 1 differ; 1 and 1.0 hash alike, as they compare
 
 
 Value = Annotated[int | float | str, PlainValidator(_scalar),
@@ -44,16 +63,16 @@ class SweepCreate(Strict):
     name: str | None = Field(default=None, max_length=100, description="a label for people; not used otherwise")
     base: JobCreate
     grid: dict[AxisName, Values] | None = Field(default=None, min_length=1, description="setting -> values")
-    runs: list[dict[AxisName, Value]] | None = Field(default=None, min_length=1, max_length=10_000,
+    runs: list[dict[AxisName, Value]] | None = Field(default=None, min_length=1, max_length=MAX_RUNS,
                                                      description="one entry of settings per job")
 
     @field_validator("grid")
     @classmethod
     def _distinct_values(cls, grid: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
         for axis, values in (grid or {}).items():
-            repeated = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            repeated = _first_repeat(values)
             if repeated is not None:
-                raise ValueError(f"{axis} has {repeated!r} more than once: those runs would be identical")
+                raise ValueError(f"{axis} has {values[repeated]!r} more than once: those runs would be identical")
         return grid
 
     @field_validator("runs")
@@ -62,8 +81,9 @@ class SweepCreate(Strict):
         for i, run in enumerate(runs or []):
             if not run:
                 raise ValueError(f"entry {i} is empty: name the settings that run changes")
-            if run in (runs or [])[:i]:
-                raise ValueError(f"entry {i} repeats an earlier one: those runs would be identical")
+        repeated = _first_repeat(runs or [])
+        if repeated is not None:
+            raise ValueError(f"entry {repeated} repeats an earlier one: those runs would be identical")
         return runs
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.jobs import admit, check_spec, field_error, replay_or_dispatch
+from api.jobs import admit, check_spec, field_error, need_room, replay_or_dispatch
 from api.models import JobCreate
 from api.sweep_models import RunLinks, SweepCreate, SweepLinks, SweepOut, SweepProgress, SweepRun, SweepStatus
 from worker.celery_app.enqueue import JobQueue
@@ -45,6 +45,7 @@ def create(sweeps: SweepStore, queue: JobQueue, body: SweepCreate, owner: str,
                           settings.max_running_jobs_per_key)
     specs = [job_spec(body, run, i, blocks, sweeps) for i, run in enumerate(params)]
     request = body.model_dump(mode="json")
+    need_room(sweeps.client, settings, sum(result_bytes(s) for s in specs))
     try:
         sweep_id, created = sweeps.create(owner, request, [s.model_dump(mode="json") for s in specs], params,
                                           [result_bytes(s) for s in specs], idempotency_key)

@@ -19,6 +19,8 @@ API_FACE = frozenset({
     "worker.celery_app.enqueue", "worker.celery_app.app",
     # the class's keys, their measured usage, the queue's order and what each worker runs (the admin's view)
     "worker.state.apikeys", "worker.state.usage", "worker.scheduling.queue_order", "worker.scheduling.busy",
+    # the store's room (admission refuses new work past its high-water mark)
+    "worker.state.headroom",
 })
 #: The Celery app module is imported only where tasks are sent or run.
 CELERY_APP = "worker.celery_app.app"

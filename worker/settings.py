@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     #: docker-compose.yml run one). Empty: `redis_url`, where step data is then written by scripts that
     #: keep it out of the append-only file (at about twice the cost per write).
     step_redis_url: str = ""
+    #: The Celery broker: a Redis of its own (`zdl cluster up` and docker-compose.yml run one), so a full job
+    #: store never refuses a worker's acknowledgement. Empty: `redis_url` (then a full store can stop workers).
+    broker_url: str = ""
     key_prefix: str = "zdl"
 
     #: Comma-separated API keys; each key owns the jobs it creates. Empty: no keys, and then the API may
@@ -47,6 +50,13 @@ class Settings(BaseSettings):
     #: the main one holds every job's record and results, the step one only steps in flight.
     redis_maxmemory_mb: int = Field(default=1024, ge=16)
     step_redis_maxmemory_mb: int = Field(default=512, ge=16)
+    broker_redis_maxmemory_mb: int = Field(default=256, ge=16)
+    #: New jobs and sweeps are refused (507) once the main Redis uses this fraction of its maxmemory, so the
+    #: writes that end, cancel or delete work always find room (worker/headroom.py).
+    redis_high_water: float = Field(default=0.85, gt=0, le=1)
+    #: A ballast key of this size in the main Redis, given up by a write that ends or removes work when
+    #: others have filled the store to its last byte, and put back when there is room (0: none).
+    redis_reserve_mb: float = Field(default=8.0, ge=0)
 
     coordinator_queue: str = "zdl.coordinator"
     blocks_queue: str = "zdl.blocks"
@@ -72,6 +82,9 @@ class Settings(BaseSettings):
     #: that concurrent jobs take turns on the block workers.
     block_loop_idle_s: float = Field(default=5.0, gt=0)
     block_loop_slice_s: float = Field(default=2.0, gt=0)
+    #: A job none of whose block groups comes back for this long (workers stopped, step data lost) ends
+    #: `failed` with the reason, and frees its slots.
+    stall_timeout_s: float = Field(default=180.0, gt=0)
     #: Progress events are published at most this often (every epoch and the end are always published).
     progress_interval_s: float = Field(default=0.25, ge=0)
     #: Broker redelivery of unacknowledged messages; longer than any job, see worker/celery_app/app.py.
@@ -123,10 +136,14 @@ class Settings(BaseSettings):
     #: Target compute of one block group: a step that costs more is cut into more groups, so workers take
     #: turns between jobs at least this often and a cancel is seen within it.
     block_group_target_s: float = Field(default=0.25, gt=0)
+    #: Event streams (SSE) one API key may hold open at once per API process; more is a 429.
+    max_streams_per_key: int = Field(default=8, ge=1)
+    #: An event stream ends after this long (the browser's EventSource, and the client, reconnect).
+    max_stream_s: float = Field(default=600.0, gt=0)
     #: Request bodies larger than this are refused with 413 (a job body is a few hundred bytes).
     max_body_bytes: int = Field(default=65536, ge=1024)
 
-    @field_validator("redis_url", "step_redis_url")
+    @field_validator("redis_url", "step_redis_url", "broker_url")
     @classmethod
     def _redis_scheme(cls, value: str, info: ValidationInfo) -> str:
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
@@ -154,9 +171,19 @@ class Settings(BaseSettings):
         return self.step_redis_url or self.redis_url
 
     @property
+    def broker(self) -> str:
+        """Where Celery's messages go: the broker Redis, or the main one when none is set."""
+        return self.broker_url or self.redis_url
+
+    @property
     def api_key_list(self) -> tuple[str, ...]:
         """The configured API keys, admin keys included (api/auth.py turns them into owner ids)."""
-        return _split(self.api_keys) + _split(self.admin_keys)
+        return _split(self.api_keys) + self.admin_key_list
+
+    @property
+    def admin_key_list(self) -> tuple[str, ...]:
+        """The admin keys, trimmed and without empty entries exactly as API keys are."""
+        return _split(self.admin_keys)
 
     @property
     def job_ttl_s(self) -> float:

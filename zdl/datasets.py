@@ -79,6 +79,19 @@ SHA256: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# Sizes in bytes of the published files; a download may be at most 1% larger (another gzip of the same data)
+# and is refused beyond that before its checksum is computed: a wrong or hostile mirror cannot fill the disk.
+PUBLISHED_BYTES: dict[str, dict[str, int]] = {
+    "mnist": {TRAIN_IMAGES: 9_912_422, TRAIN_LABELS: 28_881, TEST_IMAGES: 1_648_877, TEST_LABELS: 4_542},
+    "fashion-mnist": {TRAIN_IMAGES: 26_421_880, TRAIN_LABELS: 29_515, TEST_IMAGES: 4_422_102, TEST_LABELS: 5_148},
+}
+
+
+def max_download_bytes(dataset: str, name: str) -> int:
+    """The most bytes a download of `name` may have (its published size and 1%)."""
+    return PUBLISHED_BYTES[dataset][name] * 101 // 100
+
+
 DEBIAN_DIRS: dict[str, Path] = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x08 (unsigned byte) and the number of dimensions
@@ -221,7 +234,7 @@ def download(
         for base in urls:
             url = base.rstrip("/") + "/" + name
             try:
-                download_file(url, dest / name, SHA256[dataset][name])
+                download_file(url, dest / name, SHA256[dataset][name], max_download_bytes(dataset, name))
                 break
             except (OSError, http.client.HTTPException, DownloadError) as exc:  # URLError is an OSError
                 say(f"download of {url} failed: {exc}")

@@ -27,8 +27,10 @@ class ChecksumError(DownloadError):
     """A complete download whose SHA-256 is not the published one."""
 
 
-def download_file(url: str, path: Path, sha256: Iterable[str]) -> None:
-    """Stream `url` into a temp file beside `path` (a progress bar on stderr), verify, then rename."""
+def download_file(url: str, path: Path, sha256: Iterable[str], max_bytes: int) -> None:
+    """Stream `url` into a temp file beside `path` (a progress bar on stderr), verify, then rename: `path` is
+    whole or absent. A body announced or found to be over `max_bytes` is refused (nothing is kept), so a wrong
+    or hostile mirror cannot fill the disk before the checksum is computed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm  # here, not at import: it looks for IPython (a widget bar in a notebook)
 
@@ -38,10 +40,15 @@ def download_file(url: str, path: Path, sha256: Iterable[str]) -> None:
     def write(out: IO[bytes]) -> None:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             expected = response.headers.get("Content-Length")
+            if expected is not None and int(expected) > max_bytes:
+                raise DownloadError(f"the server announces {int(expected):,} bytes, more than the {max_bytes:,} "
+                                    "bytes this file may have")
             received = 0
             with tqdm(total=int(expected) if expected else None, desc=path.name, unit="B", unit_scale=True,
                       unit_divisor=1024, leave=True) as bar:
                 while chunk := response.read(CHUNK_BYTES):
+                    if received + len(chunk) > max_bytes:
+                        raise DownloadError(f"more than the {max_bytes:,} bytes this file may have; stopped")
                     out.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)

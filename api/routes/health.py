@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import identify
 from api.deps import RedisDep, SettingsDep
-from api.readiness import readiness
+from api.readiness import for_caller, readiness
+from worker.settings import Settings, is_loopback
 
 router = APIRouter(tags=["health"])
 
@@ -18,8 +23,24 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "not ready: the report says what is missing"}})
-def readyz(request: Request, client: RedisDep, settings: SettingsDep) -> JSONResponse:
+async def readyz(request: Request, client: RedisDep, settings: SettingsDep) -> JSONResponse:
     """Ready when Redis (and the step Redis, if set) answers and at least one worker listens on each queue;
     503 says what is missing."""
-    ready, report = readiness(client, settings, request.app.state.step_redis)
-    return JSONResponse(report, status_code=200 if ready else 503)
+    ready, report = await run_in_threadpool(readiness, client, settings, request.app.state.step_redis)
+    admin = await _admin_caller(request, settings)
+    body = await run_in_threadpool(for_caller, report, admin, client, settings)
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _admin_caller(request: Request, settings: Settings) -> bool:
+    """Whether the request carries an admin key (or, on a keyless service, comes from this machine)."""
+    if not settings.api_key_list:
+        return is_loopback(request.client.host if request.client else "")
+    scheme, key = get_authorization_scheme_param(request.headers.get("Authorization"))
+    if scheme.lower() != "bearer" or not key:
+        return False
+    try:
+        caller = await identify(request, HTTPAuthorizationCredentials(scheme=scheme, credentials=key))
+    except HTTPException:  # an unknown or revoked key: the probe still answers, without the details
+        return False
+    return caller.admin

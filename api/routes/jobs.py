@@ -6,12 +6,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api import events, jobs
 from api.auth import OwnerDep, is_admin, require_owner
-from api.deps import AsyncRedisDep, BlockWorkersDep, JobDep, JobId, SettingsDep, StoreDep, valid_job_id
+from api.deps import (
+    AsyncRedisDep,
+    BlockWorkersDep,
+    EventHubDep,
+    JobDep,
+    JobId,
+    SettingsDep,
+    StoreDep,
+    valid_job_id,
+)
 from api.models import ErrorOut, HistoryOut, JobCreate, JobOut, JobPage, JobStatus
+from api.stream_hub import TooManyStreams
 from worker.scheduling.queue_order import position_of
 
 #: Every route needs a valid key (require_owner); a job of another key is a 404 like a missing one.
@@ -86,13 +97,18 @@ def get_weights(job: JobDep, store: StoreDep) -> Response:
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse)
 async def get_events(job_id: JobId, client: AsyncRedisDep, settings: SettingsDep,
-                     owner: OwnerDep, request: Request) -> EventSourceResponse:
+                     owner: OwnerDep, request: Request, hub: EventHubDep) -> EventSourceResponse:
     """Server-Sent Events: a `status` snapshot, then `progress` and `status` events until the job ends."""
     whose = None if is_admin(request, owner) else owner
     snapshot = await events.snapshot(client, settings, valid_job_id(job_id), whose)
     if snapshot is None:
         raise HTTPException(404, "Job not found")
-    return EventSourceResponse(events.stream(client, settings, job_id, snapshot), ping=15)
+    try:
+        slot = hub.reserve(owner)
+    except TooManyStreams as exc:
+        raise HTTPException(429, str(exc)) from exc
+    return EventSourceResponse(events.stream(client, settings, hub, slot, job_id, snapshot), ping=15,
+                               background=BackgroundTask(slot.release))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)

@@ -42,7 +42,8 @@ def test_the_clusters_redis_is_locked(cluster) -> None:
     the secrets live in files only their owner reads, and on no process's command line."""
     password = (cluster.state_dir / "redis-password").read_text().strip()
     for url, port in ((cluster.settings.redis_url, cluster.redis_port), (cluster.settings.step_url,
-                                                                         cluster.step_redis_port)):
+                                                                         cluster.step_redis_port),
+                      (cluster.settings.broker, cluster.broker_redis_port)):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as anonymous:  # no client library in between
             anonymous.sendall(b"PING\r\nGET anything\r\n")
             assert anonymous.recv(200).startswith(b"-NOAUTH Authentication required")
@@ -53,10 +54,14 @@ def test_the_clusters_redis_is_locked(cluster) -> None:
             assert app.ping() and password in url
             for command in (("CONFIG", "GET", "dir"), ("CONFIG", "SET", "dir", "/tmp"), ("FLUSHALL",), ("FLUSHDB",),
                             ("MODULE", "LIST"), ("DEBUG", "SLEEP", "0"), ("ACL", "LIST"), ("SHUTDOWN", "NOSAVE"),
-                            ("BGSAVE",), ("REPLICAOF", "NO", "ONE")):
+                            ("BGSAVE",), ("REPLICAOF", "NO", "ONE"), ("KEYS", "*"), ("CLIENT", "KILL", "1.2.3.4:5"),
+                            ("CLIENT", "PAUSE", "10"), ("CLIENT", "LIST"), ("RESTORE-ASKING", "k", "0", "x"),
+                            ("SORT", "k"), ("MIGRATE", "h", "1", "k", "0", "1")):
                 with pytest.raises(redis.exceptions.ResponseError, match="no permissions|not allowed"):
                     app.execute_command(*command)  # (Redis 7 refuses DEBUG itself, before the ACL would)
             assert app.ping()  # still up, still answering
+            assert int(app.info("memory")["used_memory"]) > 0  # what admission reads (worker/state/headroom.py)
+            assert app.execute_command("CLIENT", "SETNAME", "zdl-test") in (b"OK", "OK", True)
     for name in ("redis-password", "secret-key", "redis-users.acl", "api-key"):
         path = cluster.state_dir / name
         if path.exists():
@@ -65,3 +70,18 @@ def test_the_clusters_redis_is_locked(cluster) -> None:
         cmdline = (Path("/proc") / str(process.pid) / "cmdline").read_bytes()
         assert password.encode() not in cmdline and cluster.settings.secret_key.get_secret_value().encode() not in \
             cmdline, process.name
+
+
+def test_the_state_dir_is_private_and_only_the_api_holds_the_secret(cluster) -> None:
+    """The state dir is 0700 and everything the processes write is their owner's only (umask 077); the
+    coordinators and workers get neither the API keys nor the server secret."""
+    assert cluster.state_dir.stat().st_mode & 0o777 == 0o700
+    written = [p for p in cluster.state_dir.rglob("*") if p.is_file()]
+    assert written and all(p.stat().st_mode & 0o077 == 0 for p in written), \
+        {str(p): oct(p.stat().st_mode & 0o777) for p in written if p.stat().st_mode & 0o077}
+    secret = cluster.settings.secret_key.get_secret_value().encode()
+    for process in cluster.processes:
+        environ = (Path("/proc") / str(process.pid) / "environ").read_bytes().split(b"\0")
+        holds_secret = any(v.startswith(b"ZDL_SECRET_KEY=") and secret in v for v in environ)
+        holds_keys = any(v.startswith(b"ZDL_API_KEYS=") for v in environ)
+        assert (holds_secret, holds_keys) == ((True, True) if process.name == "api" else (False, False)), process.name

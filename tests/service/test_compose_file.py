@@ -16,7 +16,7 @@ from worker.cluster.redis_auth import APP_USER, APP_USER_RULES, acl_file_text
 from worker.settings import Settings
 
 ZDL_SERVICES = ("api", "coordinator", "worker")
-REDIS_SERVICES = ("redis", "redis-steps")
+REDIS_SERVICES = ("redis", "redis-steps", "redis-broker")
 SECRETS = ("ZDL_API_KEYS", "ZDL_SECRET_KEY", "ZDL_REDIS_PASSWORD")
 VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")
 
@@ -63,17 +63,21 @@ def test_secrets_are_required_and_reach_every_service_that_needs_them(compose_te
         with pytest.raises(KeyError, match=name):
             interpolate(compose_text, {other: "x" for other in SECRETS if other != name})
     assert services["api"]["environment"]["ZDL_API_KEYS"] == "zdl_api_keys"
+    assert services["api"]["environment"]["ZDL_SECRET_KEY"] == "zdl_secret_key"
     for name in ZDL_SERVICES:
         env = services[name]["environment"]
-        assert env["ZDL_SECRET_KEY"] == "zdl_secret_key"
+        if name != "api":  # the secret and the keys only where they are used
+            assert "ZDL_SECRET_KEY" not in env and "ZDL_API_KEYS" not in env
         assert env["ZDL_REDIS_URL"] == f"redis://{APP_USER}:zdl_redis_password@redis:6379/0"
         assert env["ZDL_STEP_REDIS_URL"] == f"redis://{APP_USER}:zdl_redis_password@redis-steps:6379/0"
+        assert env["ZDL_BROKER_URL"] == f"redis://{APP_USER}:zdl_redis_password@redis-broker:6379/0"
 
 
 def test_redis_users_are_the_applications(compose_text: str, services: dict[str, Any]) -> None:
     """The ACL file the Redis entrypoint writes is acl_file_text()'s: the one user with APP_USER_RULES."""
     script = services["redis"]["entrypoint"][2]
-    assert services["redis-steps"]["entrypoint"] == services["redis"]["entrypoint"]
+    assert services["redis-steps"]["entrypoint"] == services["redis-broker"]["entrypoint"] == \
+        services["redis"]["entrypoint"]
     rules = re.search(r"^rules='([^']*)'$", script, re.MULTILINE)
     assert rules is not None and ("on", *rules.group(1).split()) == APP_USER_RULES
     assert f"printf 'user {APP_USER} on >%s %s\\n' \"$ZDL_REDIS_PASSWORD\" \"$rules\" >/tmp/users.acl" in script
@@ -88,7 +92,8 @@ def test_redis_users_are_the_applications(compose_text: str, services: dict[str,
 
 def test_redis_memory_is_bounded_and_never_evicted(compose_text: str) -> None:
     services = yaml.safe_load(compose_text)["services"]  # before interpolation: the defaults
-    sizes = (("redis", "${ZDL_REDIS_MAXMEMORY_MB:-1024}mb"), ("redis-steps", "${ZDL_STEP_REDIS_MAXMEMORY_MB:-512}mb"))
+    sizes = (("redis", "${ZDL_REDIS_MAXMEMORY_MB:-1024}mb"), ("redis-steps", "${ZDL_STEP_REDIS_MAXMEMORY_MB:-512}mb"),
+             ("redis-broker", "${ZDL_BROKER_REDIS_MAXMEMORY_MB:-256}mb"))
     for name, size in sizes:
         assert f"--maxmemory {size} --maxmemory-policy noeviction" in " ".join(services[name]["command"])
 
@@ -105,17 +110,19 @@ def test_services_depend_on_services_that_exist(services: dict[str, Any]) -> Non
         assert set(service.get("depends_on", {})) <= set(services), name
 
 
-def test_dataset_cache_is_a_named_volume(compose_text: str, services: dict[str, Any]) -> None:
+def test_each_service_has_a_cache_volume_of_its_own(compose_text: str, services: dict[str, Any]) -> None:
+    """Numba's cached kernels are pickles: no service loads one another service could have written."""
+    volumes = yaml.safe_load(compose_text)["volumes"]
     for name in ZDL_SERVICES:
-        assert "zdl-cache:/cache" in services[name]["volumes"]
+        assert f"zdl-cache-{name}:/cache" in services[name]["volumes"] and f"zdl-cache-{name}" in volumes
         assert services[name]["environment"]["ZDL_CACHE_DIR"] == "/cache"
-    assert "zdl-cache" in yaml.safe_load(compose_text)["volumes"]
+    assert "zdl-cache" not in volumes
 
 
 def test_flower_needs_basic_auth_and_gets_secrets_from_its_environment(services: dict[str, Any]) -> None:
     flower = services["flower"]
     assert flower["profiles"] == ["monitoring"]
-    assert flower["environment"]["CELERY_BROKER_URL"] == f"redis://{APP_USER}:zdl_redis_password@redis:6379/0"
+    assert flower["environment"]["CELERY_BROKER_URL"] == f"redis://{APP_USER}:zdl_redis_password@redis-broker:6379/0"
     assert flower["environment"]["FLOWER_BASIC_AUTH"] == "zdl_flower_basic_auth"
     script = flower["entrypoint"][2]
     assert '[ -n "$FLOWER_BASIC_AUTH" ] || {' in script and "exit 1" in script

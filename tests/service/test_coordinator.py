@@ -88,7 +88,7 @@ def test_loops_are_kept_across_steps_and_end_on_close(fanout_for, step_inputs, c
     loops = RunKeys.of(cluster.settings, fanout.job_id).loops
     assert cluster.settings.step_redis_url  # the run's keys are on the step Redis, the Celery queue is not
     with redis.Redis.from_url(cluster.settings.step_redis_url) as data, \
-            redis.Redis.from_url(cluster.settings.redis_url) as main:
+            redis.Redis.from_url(cluster.settings.broker) as main:
         assert data.hlen(loops) == 2
         fanout.close()
         assert data.hlen(loops) == 0

@@ -105,7 +105,7 @@ def test_two_long_jobs_take_turns_on_the_block_workers(cluster, blocks, submit, 
     blocks(2)
     settings = cluster.settings
     steps = redis.Redis.from_url(settings.step_url)  # runs' loops and gangs' replicas live with the step data
-    broker = redis.Redis.from_url(settings.redis_url)  # the Celery queue that starts them
+    broker = redis.Redis.from_url(settings.broker)  # the Celery queue that starts them
     jobs = [submit(training={"iters": 100_000, "seed": i}, gradient={"blocks": grouping})["id"] for i in range(2)]
     loops = [f"{settings.key_prefix}:{kind}:{job_id}:*:loops" for job_id in jobs]
     try:

@@ -118,3 +118,14 @@ def test_a_full_redis_is_507_and_nothing_is_half_written(cluster, small_redis: s
         assert {k: client.type(k) for k in client.scan_iter("zdl:*")} == before  # no record, no index entry
         listed = api.get("/v1/jobs")
         assert listed.status_code == 200 and listed.json()["total"] == 1  # reads still work
+
+
+def test_past_the_high_water_mark_jobs_and_sweeps_are_507_saying_how_much_room(app_client) -> None:
+    client = app_client(redis_high_water=1e-6)  # the session's store is already past a mark this low
+    sweep = {"base": BODY, "grid": {"seed": [1, 2]}}
+    for path, body in (("/v1/jobs", BODY), ("/v1/sweeps", sweep)):
+        response = client.post(path, json=body)
+        assert response.status_code == 507, response.text
+        detail = response.json()["detail"]
+        assert "MiB used of the" in detail and "ZDL_REDIS_HIGH_WATER" in detail and "DELETE /v1/jobs/{id}" in detail
+    assert client.get("/v1/jobs").json()["total"] == 0 and client.get("/v1/sweeps").status_code == 200

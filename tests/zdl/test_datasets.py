@@ -82,6 +82,12 @@ class MirrorHandler(http.server.SimpleHTTPRequestHandler):
     """Serves the mirror's root; under /truncate/ it promises the whole file, sends half and hangs up."""
 
     def do_GET(self) -> None:
+        if self.path.startswith("/unannounced/"):  # the whole file, without a Content-Length
+            body = (Path(self.directory) / "good" / self.path.rsplit("/", 1)[1]).read_bytes()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+            return None
         if not self.path.startswith("/truncate/"):
             return super().do_GET()
         body = (Path(self.directory) / "good" / self.path.rsplit("/", 1)[1]).read_bytes()
@@ -397,3 +403,20 @@ def test_fashion_mnist_from_debian() -> None:
     assert (t.sum(axis=0) == 6000).all() and (t_test.sum(axis=0) == 1000).all()  # balanced classes
     for name in FILES:
         assert sha256(root / name) in datasets.SHA256["fashion-mnist"][name]
+
+
+def test_a_download_larger_than_the_file_may_be_is_refused(mirror, isolated: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Announced too large: refused before reading; not announced: stopped at the cap. Nothing is kept."""
+    url, _ = mirror
+    monkeypatch.setitem(datasets.PUBLISHED_BYTES, "mnist", {name: 100 for name in FILES})
+    for base in ("good", "unannounced"):
+        with pytest.raises(DatasetNotFoundError) as info:
+            load_mnist(mirrors=[f"{url}/{base}/"])
+        assert "more than the 101 bytes this file may have" in str(info.value)
+        assert not (isolated / "mnist").exists() or not os.listdir(isolated / "mnist")
+
+
+def test_every_published_file_has_a_size() -> None:
+    assert all(set(sizes) == set(FILES) for sizes in datasets.PUBLISHED_BYTES.values())
+    assert set(datasets.PUBLISHED_BYTES) == set(datasets.DATASETS)

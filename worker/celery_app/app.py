@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Celery:
     """The app for `settings` (default: from the environment); a process uses one, `app` below (`job_queue`)."""
     settings = settings or get_settings()
-    app = Celery("zdl", broker=settings.redis_url, include=["worker.celery_app.tasks"])
+    app = Celery("zdl", broker=settings.broker, include=["worker.celery_app.tasks"])
     app.conf.update(
         # A broker message must never be able to run code: JSON in, JSON out, nothing else accepted.
         task_serializer="json",

@@ -18,6 +18,7 @@ from worker.scheduling.heartbeat import beat, leave
 from worker.scheduling.rounds import look_after_jobs
 from worker.settings import Settings, get_settings
 from worker.state.connection import redis_client
+from worker.state.headroom import refill_reserve
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Heartbeat(bootsteps.StartStopStep):
         while not self.stopping.is_set():
             try:
                 beat(client, settings, self.hostname, self.queues, self.slots)
+                refill_reserve(client, settings)
                 if sweeps:
                     look_after_jobs(client, settings, jobs.enqueue)
             except Exception as exc:  # Redis away for a while: keep trying, /readyz shows it

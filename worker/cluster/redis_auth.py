@@ -16,14 +16,20 @@ from __future__ import annotations
 
 APP_USER = "default"
 
-#: Commands the application's user may not run (Redis 6.2 and 7 know them all).
+#: Commands the application's user may not run (Redis 6.2 and 7 know them all), on top of `-@dangerous`.
 DENIED_COMMANDS = (
     "config", "module", "shutdown", "flushall", "flushdb", "debug", "acl", "save", "bgsave", "bgrewriteaof",
     "replicaof", "slaveof", "monitor", "sync", "psync", "failover", "migrate", "restore", "swapdb",
 )
 
-#: Everything else on every key and channel (`&*`: pub/sub channels, needed for job events).
-APP_USER_RULES = ("on", "~*", "&*", "+@all", *(f"-{command}" for command in DENIED_COMMANDS))
+#: The few commands of `@dangerous` the service needs: INFO (memory for admission, server run ids) and
+#: naming its own connection. KEYS, SORT, CLIENT KILL/PAUSE/LIST, RESTORE-ASKING and the rest stay denied.
+ALLOWED_DANGEROUS = ("info", "client|setname", "client|getname", "client|id")
+
+#: Every key and channel (`&*`: pub/sub channels, needed for job events), every command but the dangerous
+#: ones (an allow-list by category: a command Redis adds to `@dangerous` later is denied too).
+APP_USER_RULES = ("on", "~*", "&*", "+@all", "-@dangerous", *(f"+{command}" for command in ALLOWED_DANGEROUS),
+                  *(f"-{command}" for command in DENIED_COMMANDS))
 
 
 def acl_file_text(password: str) -> str:

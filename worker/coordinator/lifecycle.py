@@ -43,6 +43,11 @@ def run_job(job_id: str, *, client: redis.Redis, data: StepData, store: JobStore
             log.info("job %s: another process coordinates it; nothing to do", job_id)
             return None
         return _run_leased(job_id, client, data, store, send, node_label(worker), lease, stopping, meter)
+    except redis.exceptions.OutOfMemoryError as exc:  # a full store: end the job (its slots free) with the reason
+        log.error("job %s: Redis refused a write for want of memory (%s); failing it", job_id, exc)
+        store.fail(job_id, "the job store ran out of memory while this job was running (Redis at maxmemory); "
+                           "delete finished jobs to make room, then submit it again")
+        return "failed"
     except redis.RedisError as exc:  # nothing can be recorded now; the lease lapses and a worker resumes the job
         log.warning("job %s: lost Redis (%s); it will resume from its last checkpoint", job_id, exc)
         return "interrupted"
@@ -124,6 +129,7 @@ def _open_run(job_id: str, client: redis.Redis, data: StepData, store: JobStore,
     run = _start_run(client, data, store, job_id)
     return JobRun(job_id, record["owner"], spec, blocks, run, resuming, live, record.get("started_at"), client, data,
                   store)
+
 
 
 def _redis_epochs(client: redis.Redis, data: StepData) -> str:

@@ -92,12 +92,22 @@ class StepReporter:
         if diverged:
             raise JobStopped(f"diverged: the loss became {progress.loss} at iteration {progress.iteration}; "
                              "try a smaller learning rate or initial weight scale", diverged=1)
-        if time.time() > self.deadline:
-            limit = self.store.settings.max_job_seconds
-            raise JobStopped(f"stopped at iteration {progress.iteration}: the job ran for longer than its limit "
-                             f"of {limit:g} s (ZDL_MAX_JOB_SECONDS)")
+        self._check_deadline(progress.iteration)
         if stopping:
             raise CoordinatorStopping(self.job_id)
+
+    def while_waiting(self, iteration: int) -> None:
+        """The checks that cannot wait for a step to end (a step may wait on stopped workers): the lease
+        and the deadline."""
+        if self.lease is not None and self.lease.lost.is_set():
+            raise LeaseLost(self.job_id)
+        self._check_deadline(iteration)
+
+    def _check_deadline(self, iteration: int) -> None:
+        if time.time() > self.deadline:
+            limit = self.store.settings.max_job_seconds
+            raise JobStopped(f"stopped at iteration {iteration}: the job ran for longer than its limit "
+                             f"of {limit:g} s (ZDL_MAX_JOB_SECONDS)")
 
     def flush(self, progress: Progress, trainer: TrainerView, elapsed: float, checkpoint: bool = False) -> bool:
         """Write the batch, with a checkpoint of the trainer if asked (in the same round trip, so the

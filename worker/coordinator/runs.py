@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,8 @@ def run_fanout(job: JobRun, send: Senders, reporter: Reporter) -> Result:
         if fanout is not None:
             fanout.run = job.run
         report = reporter(fanout)
+        if fanout is not None:  # the lease and the deadline are checked while it waits for blocks, too
+            fanout.check = partial(_check_while_waiting, report, fanout)
         while not trainer.done:
             report(trainer.step(), trainer)
         return trainer.net.params, trainer.history.to_dict()
@@ -96,6 +99,10 @@ def run_fanout(job: JobRun, send: Senders, reporter: Reporter) -> Result:
                 fanout.close()
             except redis.RedisError:
                 pass  # the step keys expire by themselves
+
+
+def _check_while_waiting(report: StepReporter, fanout: FanoutGradient) -> None:
+    report.while_waiting(fanout.step)
 
 
 def _build(job: JobRun, send: StartLoops) -> tuple[Trainer, FanoutGradient | None]:

@@ -104,7 +104,8 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
                   check: Callable[[], object] | None = None) -> float | None:
     """Compute the request's blocks and notify the coordinator; returns compute seconds (None if skipped).
 
-    A step whose arrays are gone (cancelled, finished, or expired) is skipped: nobody waits for it.
+    A step whose arrays are gone (cancelled, finished, or expired) is not computed: a "gone" notice tells
+    the coordinator, which writes the arrays again if it still waits for the step (worker/coordinator.py).
     Any failure of the computation (bad shapes, unknown method, out of memory, a bug) is reported in the
     notice at once, so the coordinator ends the job instead of waiting for a group that never comes; it
     is not retried, since it would fail again.
@@ -119,8 +120,12 @@ def compute_group(data: StepData, settings: Settings, request: BlockRequest, wor
     try:
         *param_arrays, x, t = [ref.decode(raw) for ref, raw in zip(refs, raws, strict=True)]
     except KeyError as exc:
-        log.info("job %s step %d: arrays gone (%s); skipping group %d", request.job_id, request.step, exc,
-                 request.group)
+        log.info("job %s step %d: arrays gone (%s); telling the coordinator about group %d", request.job_id,
+                 request.step, exc, request.group)
+        with data.client.pipeline(transaction=False) as pipe:
+            data.push(pipe, keys.done, pack({"group": request.group, "gone": True}),
+                      settings.step_key_ttl_s)
+            pipe.execute()
         return None
     params = dict(zip(PARAM_NAMES, param_arrays, strict=True))
     notice: dict[str, Any] = {"group": request.group, "worker": worker}

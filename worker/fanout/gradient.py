@@ -12,7 +12,10 @@ bit-identical to a local run.
 
 Requests that are not back in time are pushed again: at once if the worker that claimed them has stopped
 heartbeating, after `block_timeout_s` if nobody has claimed them; loops whose worker died, or whose
-Celery message never started, are replaced.
+Celery message never started, are replaced. While it waits, the coordinator keeps the step's arrays from
+expiring, writes them again when a block loop found them gone, checks the job's lease, deadline and cancel
+flag (`check`), and gives up (JobStopped: the job fails with the reason) when no group has come back for
+`stall_timeout_s`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from worker.scheduling.heartbeat import alive_workers
 from worker.scheduling.lost_work import lost_entries, patience, queued, queued_ages
 from worker.settings import Settings
 from worker.state.cancel import cancel_requested
-from worker.state.errors import BlockFailed, JobCancelled
+from worker.state.errors import BlockFailed, JobCancelled, JobStopped
 from worker.state.frames import unpack
 from worker.state.keys import RunKeys, StepKeys
 from worker.state.replies import as_bytes
@@ -54,6 +57,7 @@ class FanoutGradient:
     send: starts block loops (Celery tasks on the blocks queue in production).
     cancel_record: the job's record, whose cancel flag (`worker.state.cancel`) is read while waiting for
         blocks (the job's reporter reads it between steps); raises JobCancelled.
+    check: called while waiting for blocks; raises to end the wait (the reporter's lease and deadline check).
     After each call, `last_wall_s` is the call's wall time, `last_block_seconds` each group's compute
     time as its worker measured it and `last_block_max_s` the slowest; wall time minus the slowest
     block is the fan-out overhead.
@@ -67,6 +71,8 @@ class FanoutGradient:
         self.shapes = dict(shapes)
         self.n_groups = n_groups
         self.send, self.cancel_record = send, cancel_record
+        self.check: Callable[[], object] = lambda: None
+        self._arrays: tuple[Mapping[str, NDArray[Any]], NDArray[Any], NDArray[Any]] | None = None
         self.step = 0
         self.run = 1  # the job's run (attempt): a resumed job's step keys never collide with its earlier run's
         self.last_wall_s = self.last_block_max_s = 0.0
@@ -85,6 +91,7 @@ class FanoutGradient:
         began = time.perf_counter()
         keys = StepKeys.of(self.settings, self.job_id, self.step, self.run)
         run_keys = RunKeys.of(self.settings, self.job_id, self.run)
+        self._arrays = (params, x, t)
         requests, loops = self._publish(keys, run_keys, params, x, t)
         if time.monotonic() - self._counted_at >= self.settings.heartbeat_interval_s:  # workers come and go
             self._note_live_workers(alive_workers(self.client, self.settings, self.settings.blocks_queue))
@@ -159,20 +166,59 @@ class FanoutGradient:
         """Block on the completion list until every group is back: {group: (compute seconds, values)}."""
         pending = {r.group: time.monotonic() for r in requests}  # group -> when it was (re)sent
         results: dict[int, tuple[float, NDArray[np.float64]]] = {}
+        last_back = time.monotonic()
         while pending:
             item = self.data.client.blpop([keys.done], timeout=self.settings.block_poll_s)
             if item is None:
-                if self.cancel_record is not None and cancel_requested(self.client, self.cancel_record):
-                    raise JobCancelled(self.job_id)
+                self._while_waiting(run_keys, last_back)
                 self._resend_lost(keys, run_keys, requests, pending)
                 continue
             notice, values = unpack(as_bytes(item[1]))  # the group's values ride in its notice
             if "error" in notice:
                 raise BlockFailed(notice["error"])
             group = int(notice["group"])
+            if notice.get("gone"):  # a loop found the arrays expired: write them again, and the request
+                if group in pending:
+                    self._republish(keys, run_keys, [r for r in requests if r.group == group])
+                    pending[group] = time.monotonic()
+                continue
+            last_back = time.monotonic()
             if pending.pop(group, None) is not None:  # a re-sent group's second notice is ignored
                 results[group] = (float(notice["seconds"]), values)
         return results
+
+    def _while_waiting(self, run_keys: RunKeys, last_back: float) -> None:
+        """Between polls: the cancel flag, the lease and the deadline; the stall limit; keep the step's arrays
+        and the run's requests and loops from expiring (their TTL is for a coordinator that died)."""
+        if self.cancel_record is not None and cancel_requested(self.client, self.cancel_record):
+            raise JobCancelled(self.job_id)
+        self.check()
+        stalled = time.monotonic() - last_back
+        if stalled > self.settings.stall_timeout_s:
+            raise JobStopped(f"stalled at iteration {self.step}: no block group came back for {stalled:.0f} s "
+                             f"(ZDL_STALL_TIMEOUT_S={self.settings.stall_timeout_s:g}); the block workers are "
+                             "stopped or gone")
+        with self.data.client.pipeline(transaction=False) as pipe:
+            for key in (*self._stale, run_keys.requests, run_keys.loops):  # _stale: this step's keys by now
+                pipe.expire(key, self.settings.step_key_ttl_s)
+            pipe.execute()
+
+    def _republish(self, keys: StepKeys, run_keys: RunKeys, requests: list[BlockRequest]) -> None:
+        """Write this step's arrays again (same keys, same bytes) and push `requests` after them."""
+        if self._arrays is None or not requests:
+            return
+        params, x, t = self._arrays
+        ttl = self.settings.step_key_ttl_s
+        log.warning("job %s step %d: arrays had expired; writing them again for groups %s", self.job_id, self.step,
+                    [r.group for r in requests])
+        with self.data.client.pipeline(transaction=False) as pipe:
+            for name in PARAM_NAMES:
+                self.data.put_array(pipe, keys.array(name), params[name], ttl)
+            self.data.put_array(pipe, keys.array("x"), x, ttl, pixels=True)
+            self.data.put_array(pipe, keys.array("t"), t, ttl)
+            pipe.rpush(run_keys.requests, *map(encode_request, requests))
+            pipe.expire(run_keys.requests, ttl)
+            pipe.execute()
 
     def _resend_lost(self, keys: StepKeys, run_keys: RunKeys, requests: list[BlockRequest],
                      pending: dict[int, float]) -> None:

@@ -16,20 +16,24 @@ import redis
 
 from worker.settings import Settings
 from worker.state import keys
+from worker.state.headroom import ending_pipeline
 from worker.state.replies import texts
 
 log = logging.getLogger(__name__)
 
 
 def beat(client: redis.Redis, settings: Settings, hostname: str, queues: list[str], slots: int = 1) -> None:
-    """Mark `hostname` alive on each queue now, with its number of slots, and drop members long gone."""
+    """Mark `hostname` alive on each queue now, with its number of slots, and drop members long gone.
+    A full store takes it too (worker/headroom.py): a worker must never look dead for want of room."""
     now = time.time()
-    with client.pipeline(transaction=False) as pipe:
+
+    def fill(pipe: redis.client.Pipeline) -> None:
         for queue in queues:
-            pipe.zadd(keys.workers(settings, queue), {hostname: now})
             pipe.zremrangebyscore(keys.workers(settings, queue), "-inf", now - 10 * settings.heartbeat_ttl_s)
+            pipe.zadd(keys.workers(settings, queue), {hostname: now})
             pipe.hset(keys.slots(settings, queue), hostname, slots)
-        pipe.execute()
+
+    ending_pipeline(client, settings, fill)
 
 
 def leave(client: redis.Redis, settings: Settings, hostname: str, queues: list[str]) -> None:

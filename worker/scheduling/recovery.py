@@ -22,6 +22,7 @@ from redis.exceptions import LockError, LockNotOwnedError
 
 from worker.settings import Settings
 from worker.state import keys
+from worker.state.headroom import ending_commands
 from worker.state.keys import JobKeys
 from worker.state.replies import texts
 
@@ -36,8 +37,8 @@ class Lease:
     """The right to coordinate one job; `lost` is set if the refresher finds the lease taken or gone."""
 
     def __init__(self, client: redis.Redis, settings: Settings, job_id: str) -> None:
-        self.settings = settings
-        self.key = JobKeys.of(settings, job_id).lease
+        self.client, self.settings = client, settings
+        self.key, self.resume = JobKeys.of(settings, job_id).lease, JobKeys.of(settings, job_id).resume
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock = client.lock(self.key, timeout=settings.heartbeat_ttl_s, blocking=False, thread_local=False)
         self.lost = threading.Event()
@@ -45,9 +46,19 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> bool:
-        """Take the lease if nobody holds it, and start refreshing it."""
-        if not self.lock.acquire(token=self.token):
+        """Take the lease if nobody holds it, and start refreshing it; taking it clears the job's resume
+        marker (so a job re-enqueued for resumption is re-enqueued again only if nobody ever took it)."""
+        try:
+            taken = self.lock.acquire(token=self.token)
+        except redis.exceptions.OutOfMemoryError:  # a full store: as a script (worker/state/headroom.py)
+            ttl_ms = int(1000 * self.settings.heartbeat_ttl_s)
+            replies = ending_commands(self.client, self.settings, [("SET", self.key, self.token, "NX", "PX", ttl_ms)])
+            taken = bool(replies and replies[0])
+            if taken:
+                self.lock.local.token = self.token.encode()  # as Lock.acquire records it: extend/release work
+        if not taken:
             return False
+        self.client.delete(self.resume)
         self._thread = threading.Thread(target=self._refresh, name="zdl-lease", daemon=True)
         self._thread.start()
         return True
@@ -92,7 +103,9 @@ def recover_orphans(client: redis.Redis, settings: Settings, enqueue: Callable[[
     orphans = []
     for job_id, has_lease in zip(running, held, strict=True):
         marker = JobKeys.of(settings, job_id).resume
-        if not has_lease and client.set(marker, "1", nx=True, px=int(2000 * settings.heartbeat_ttl_s)):
+        # The marker lasts until a coordinator takes the lease (Lease.acquire), at most the stall timeout:
+        # a message lost with its broker is sent again then, a message waiting in a busy queue is not.
+        if not has_lease and client.set(marker, "1", nx=True, px=int(1000 * settings.stall_timeout_s)):
             log.warning("job %s: its coordinator is gone; re-enqueueing it to resume from its checkpoint", job_id)
             enqueue(job_id)
             orphans.append(job_id)

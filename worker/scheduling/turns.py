@@ -16,6 +16,7 @@ import redis
 from worker.settings import Settings
 from worker.state import keys
 from worker.state.cancel import CANCEL_FIELD, cancelled
+from worker.state.connection import queued_tasks
 from worker.state.keys import JobKeys
 
 
@@ -32,7 +33,7 @@ class Look:
 
 class Turn:
     """One job's turn on a block worker: `length` seconds from now, looked at no more often than every
-    INTERVAL_S (one round trip: the job's record and the Celery queue)."""
+    INTERVAL_S (two round trips: the job's record, and the Celery queue in the broker Redis)."""
 
     INTERVAL_S = 0.1
 
@@ -54,10 +55,8 @@ class Turn:
         if now < self._next_look:
             return None
         self._next_look = now + self.INTERVAL_S
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.record, CANCEL_FIELD, "status", "runs")
-            pipe.llen(self.settings.blocks_queue)
-            (flag, status, runs), waiting = pipe.execute()
+        flag, status, runs = self.client.hmget(self.record, CANCEL_FIELD, "status", "runs")
+        waiting = queued_tasks(self.settings, self.settings.blocks_queue)
         current = status == b"running" and runs is not None and int(runs) == self.run
         return Look(now, cancelled(flag), current, bool(waiting))
 
@@ -70,5 +69,5 @@ def turn_length(client: redis.Redis, settings: Settings, owner: str) -> float:
 
 
 def others_waiting(client: redis.Redis, settings: Settings) -> bool:
-    """Whether block tasks wait in the Celery queue (kombu's Redis transport keeps it as a list of that name)."""
-    return bool(client.llen(settings.blocks_queue))
+    """Whether block tasks wait in the Celery queue (in the broker Redis: `queued_tasks`)."""
+    return bool(queued_tasks(settings, settings.blocks_queue))

@@ -23,6 +23,12 @@ def redis_client(url: str | None = None) -> redis.Redis:
     )
 
 
+def queued_tasks(settings: Settings, queue: str) -> int:
+    """Celery messages waiting on `queue` (kombu's Redis transport keeps a queue as a list of that name, in
+    the broker Redis)."""
+    return int(redis_client(settings.broker).llen(queue))
+
+
 def step_data(settings: Settings | None = None) -> StepData:
     """Where this process reads and writes step data: the step Redis, or the main one if none is set."""
     settings = settings or get_settings()

@@ -1,8 +1,9 @@
 """Job records, history and weights in Redis: the API reads them, the coordinator writes them.
 
 Every change of status is one MULTI transaction (record, per-status index, event), so a reader never
-sees a job in two states, and a status only moves along the allowed edges:
-queued -> running -> succeeded | failed | cancelled, and queued -> cancelled | failed.
+sees a job in two states (on a Redis at maxmemory, one script instead: worker/headroom.py), and a status
+only moves along the allowed edges: queued -> running -> succeeded | failed | cancelled, and
+queued -> cancelled | failed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from worker.settings import Settings
 from worker.state import keys
 from worker.state.apikeys import limits_of
 from worker.state.cancel import CANCEL_FIELD
+from worker.state.headroom import ending_transaction, ending_write
 from worker.state.keys import ACTIVE, FINISHED, STATUSES, JobKeys
 from worker.state.quotas import QuotaExceeded, check_core_hours, check_quotas
 from worker.state.records import Record, decode_record, encode_fields
@@ -201,7 +203,7 @@ class JobStore:
             pipe.publish(k.events, json.dumps(event))
             return True
 
-        return transaction(self.client, move, k.record)
+        return ending_transaction(self.client, self.settings, move, k.record, guard=(k.record, "status"))
 
     def _unschedule(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> None:
         pipe.zrem(keys.pending(self.settings, owner), job_id)
@@ -219,7 +221,7 @@ class JobStore:
                 pipe.multi()
                 pipe.hset(k.record, CANCEL_FIELD, 1)
 
-        self.client.transaction(flag, k.record)
+        ending_transaction(self.client, self.settings, flag, k.record, guard=(k.record, "status"))
         return self.get(job_id)
 
     def finish(self, job_id: str, status: str, *, weights: bytes | None = None,
@@ -229,13 +231,22 @@ class JobStore:
         the same numbers), so a job's history is stored once."""
         k = self.keys(job_id)
         history_json = json.dumps(history) if history is not None else None
-        with self.client.pipeline() as pipe:
-            if weights is not None:
-                pipe.set(k.weights, weights)
-            if history_json is not None:
-                pipe.set(k.history, history_json)
-                pipe.delete(k.loss, k.epochs)
-            pipe.execute()
+
+        def store_results() -> None:
+            with self.client.pipeline() as pipe:
+                pipe.delete(k.checkpoint)  # the results replace it (about the same size)
+                if weights is not None:
+                    pipe.set(k.weights, weights)
+                if history_json is not None:
+                    pipe.set(k.history, history_json)
+                    pipe.delete(k.loss, k.epochs)
+                pipe.execute()
+
+        try:
+            ending_write(self.client, self.settings, store_results)
+        except redis.exceptions.OutOfMemoryError:  # no room even with the reserve: end it, with the reason
+            return self.fail(job_id, "the job store (Redis) was full when this job's results were to be stored; "
+                                     "they were not kept")
         stored = len(weights or b"") + len(history_json or "")
         return self.transition(job_id, status, ["running"], finished_at=time.time(), stored_bytes=stored, **fields)
 
@@ -268,7 +279,7 @@ class JobStore:
                     pipe.delete(keys.idempotency(self.settings, owner.decode(), idem.decode()))
             return "deleted"
 
-        return transaction(self.client, remove, k.record)
+        return ending_transaction(self.client, self.settings, remove, k.record, guard=(k.record, "status"))
 
     def delete_expired(self, now: float | None = None, limit: int = 100) -> builtins.list[str]:
         """Delete up to `limit` finished jobs whose retention time has passed; returns their ids."""

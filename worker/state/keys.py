@@ -8,7 +8,7 @@
     <p>:job:<id>:events          channel pub/sub progress and status events (for SSE)
     <p>:job:<id>:checkpoint      hash    the trainer state (a frame: step, RNG, shapes, float64 params) and history
     <p>:job:<id>:lease           string  the run token of the process coordinating the job (expiring)
-    <p>:job:<id>:resume          string  set for a moment when a worker re-enqueues an orphaned job
+    <p>:job:<id>:resume          string  set when a worker re-enqueues an orphaned job, until a coordinator takes it
     <p>:jobs / <p>:jobs:<status> zset    job ids by creation time, all and per status (metrics, recovery)
     <p>:owner:<h>:jobs[:<status>] zset   the same, per owner (h: HMAC of the API key with the server secret)
     <p>:owner:<h>:bytes          string  bytes reserved for the results of the owner's stored jobs (quota)

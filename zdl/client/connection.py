@@ -8,7 +8,9 @@ service's store briefly away, a proxy in front of a restarting API) is retried w
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -18,6 +20,8 @@ import httpx
 
 from zdl.client.errors import ERRORS_BY_STATUS, ServiceError, ServiceUnreachable
 from zdl.paths import default_state_dir, saved_api_key, saved_url
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Status codes that mean "try again shortly" rather than "this request is wrong".
@@ -58,6 +62,20 @@ class Connection:
         self.retries, self.backoff_s = retries, backoff_s
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout_s, read=60.0))
+        if key:
+            warn_if_plain_http(self.url)
+
+    def on_this_service(self, path: str) -> str:
+        """`path` if it is a path, or an absolute URL of this service's own origin; anything else (a link to
+        another host, scheme or port, from a response or a caller) is refused: the key goes nowhere else."""
+        target = httpx.URL(path)
+        if target.is_relative_url:
+            return path
+        base = self.http.base_url
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            raise ValueError(f"refusing to send this client's API key to {target.scheme}://{target.netloc.decode()}:"
+                             f" it talks to {self.url} only")
+        return path
 
     def close(self) -> None:
         self.http.close()
@@ -70,7 +88,8 @@ class Connection:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                response = self.http.request(method, path, json=json_body, headers=headers, params=params)
+                response = self.http.request(method, self.on_this_service(path), json=json_body, headers=headers,
+                                             params=params)
             except httpx.TransportError as exc:
                 if last:
                     raise self.unreachable(exc) from None
@@ -92,7 +111,8 @@ class Connection:
         """The JSON bodies of a Server-Sent Events stream (pings skipped), until the server ends it.
         Raises httpx.TransportError if the stream drops or is silent for read_timeout_s (the caller polls then)."""
         timeout = httpx.Timeout(self.http.timeout.connect or 30.0, read=read_timeout_s)
-        with self.http.stream("GET", path, timeout=timeout, headers={"Accept": "text/event-stream"}) as response:
+        with self.http.stream("GET", self.on_this_service(path), timeout=timeout,
+                              headers={"Accept": "text/event-stream"}) as response:
             if response.is_error:
                 response.read()
                 self.check(response)
@@ -126,3 +146,25 @@ class Connection:
 
     def _pause(self, attempt: int) -> None:
         time.sleep(min(self.backoff_s * 2**attempt, 8.0))
+
+
+_warned_urls: set[str] = set()
+
+
+def warn_if_plain_http(url: str) -> None:
+    """Warn (once per URL and process) that a key sent over plain http to another machine can be read on the way."""
+    parsed = httpx.URL(url)
+    if parsed.scheme != "http" or _is_loopback(parsed.host) or url in _warned_urls:
+        return
+    _warned_urls.add(url)
+    log.warning("sending the API key to %s over plain http: anyone on the network path can read it; use https "
+                "(a TLS proxy in front of the service)", url)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

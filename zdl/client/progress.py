@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from zdl.client.connection import EVENT_READ_TIMEOUT_S, Connection
+from zdl.client.errors import QuotaExceeded
 
 FINISHED = ("succeeded", "failed", "cancelled")
 SWEEP_POLL_S = 0.5
@@ -41,7 +42,8 @@ def follow_job(connection: Connection, record: dict[str, Any], show: bool, deadl
                     if event.get("type") == "status" and event.get("status") in FINISHED:
                         break
                     _check_deadline(deadline, f"job {record['id']}", event.get("status", record["status"]))
-            except httpx.TransportError:  # the stream dropped or was silent: one poll below, then the stream again
+            except (httpx.TransportError, QuotaExceeded):  # the stream dropped, was silent, or the key holds its
+                # limit of open streams (ZDL_MAX_STREAMS_PER_KEY): one poll below, then the stream again
                 if deadline is None or time.monotonic() < deadline:
                     time.sleep(STREAM_RETRY_S)
             record = connection.json("GET", record["links"]["self"])
