@@ -5,7 +5,8 @@ or an existing server given with --redis-url. Two are started: one keeps job rec
 weights (append-only file), the other carries step data and keeps nothing on disk (see
 `Settings.step_redis_url`). Both are locked: a password generated once and kept in the state dir (mode
 0600), the application's user without administrative commands (worker/redis_auth.py), and a memory
-limit past which writes are refused rather than anything evicted. Ctrl-C or SIGTERM stops everything.
+limit past which writes are refused rather than anything evicted. A worker or the API that exits is started
+again under its name (worker/supervisor.py). Ctrl-C or SIGTERM stops everything.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from types import FrameType
 import redis
 from pydantic import SecretStr
 
-from worker import processes
+from worker import backup_cli, processes
+from worker.backup import OPERATOR_PASSWORD_ENV
 from worker.heartbeat import alive_workers
 from worker.processes import Managed
 from worker.redis_auth import APP_USER, acl_file_text
 from worker.settings import Settings
+from worker.supervisor import GaveUp, Supervisor
 from zdl.paths import API_KEY_FILE, DEFAULT_STATE_DIR
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,8 @@ class LocalCluster:
             settings = settings.model_copy(update={"secret_key": SecretStr(stored_secret(state_dir, SECRET_KEY_FILE))})
         if start_redis:
             password = stored_secret(state_dir, REDIS_PASSWORD_FILE)
-            self.acl_file = write_secret(state_dir / REDIS_ACL_FILE, acl_file_text(password))
+            operator = os.environ.get(OPERATOR_PASSWORD_ENV) or stored_secret(state_dir, OPERATOR_PASSWORD_FILE)
+            self.acl_file = write_secret(state_dir / REDIS_ACL_FILE, acl_file_text(password, operator))
             settings = settings.model_copy(update={
                 "redis_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.redis_port}/0",
                 "step_redis_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.step_redis_port}/0"
@@ -126,6 +130,8 @@ class LocalCluster:
         memory = self.settings.step_redis_maxmemory_mb if step else self.settings.redis_maxmemory_mb
         server = processes.start_redis(port, self.state_dir / name, self.log_dir, persist=self.persist and not step,
                                        name=name, acl_file=self.acl_file, maxmemory_mb=memory)
+        if not step:  # for `zdl backup --state-dir` (the password stays in its own file)
+            (self.state_dir / REDIS_ADDRESS_FILE).write_text(f"127.0.0.1:{port}\n")
         setattr(self, "step_redis" if step else "redis", server)
         url = self.settings.step_redis_url if step else self.settings.redis_url
         processes.wait_until(lambda: processes.redis_ready(url), timeout_s, f"redis-server ({name})", [server])
@@ -147,21 +153,9 @@ class LocalCluster:
     def replace_dead(self, timeout_s: float = 60.0) -> list[str]:
         """Start a fresh process, of the same name and role, for each worker or API that has died."""
         replaced = []
-        for role in ("coordinator", "extra_coordinators", "blocks"):
-            current = getattr(self, role)
-            procs = current if isinstance(current, list) else [current]
-            for i, proc in enumerate(procs):
-                if proc is None or proc.alive():
-                    continue
-                pool = "prefork" if role != "blocks" else "solo"
-                queue = self.settings.blocks_queue if role == "blocks" else self.settings.coordinator_queue
-                env = {**self.env, **self.block_env} if role == "blocks" else self.env
-                fresh = processes.start_worker(proc.name, queue, self.log_dir, env, pool=pool,
-                                               concurrency=self.coordinator_concurrency if pool == "prefork" else 1)
-                if isinstance(current, list):
-                    current[i] = fresh
-                else:
-                    setattr(self, role, fresh)
+        for proc in [*([self.coordinator] if self.coordinator else []), *self.extra_coordinators, *self.blocks]:
+            if not proc.alive():
+                self.restart_process(proc)
                 replaced.append(proc.name)
         if self.api is not None and not self.api.alive():
             self.restart_api(timeout_s)
@@ -172,6 +166,27 @@ class LocalCluster:
                              and self._alive(client, self.settings.coordinator_queue) >= self.n_coordinators,
                              timeout_s, "the replaced workers", self.processes)
         return replaced
+
+    def restart_process(self, proc: Managed) -> Managed:
+        """Start a fresh process of `proc`'s name and role in its place (without waiting for it; `proc` should
+        have exited). The supervisor of `zdl cluster up` (worker/supervisor.py) calls this."""
+        if proc is self.api:
+            self.api = processes.start_api(self.port, self.log_dir, self.env, host=self.settings.api_host)
+            return self.api
+        if proc in self.blocks:
+            fresh = processes.start_worker(proc.name, self.settings.blocks_queue, self.log_dir,
+                                           {**self.env, **self.block_env})
+            self.blocks[self.blocks.index(proc)] = fresh
+            return fresh
+        fresh = processes.start_worker(proc.name, self.settings.coordinator_queue, self.log_dir, self.env,
+                                       pool="prefork", concurrency=self.coordinator_concurrency)
+        if proc is self.coordinator:
+            self.coordinator = fresh
+        elif proc in self.extra_coordinators:
+            self.extra_coordinators[self.extra_coordinators.index(proc)] = fresh
+        else:
+            raise ValueError(f"{proc.name} is not a worker or the API of this cluster")
+        return fresh
 
     def restart_api(self, timeout_s: float = 60.0) -> None:
         """Stop the API (SIGTERM) and start a new one on the same port."""
@@ -220,11 +235,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                     help="Redis data, process logs and the generated API key (default: the user state dir)")
     up.set_defaults(func=run_up)
+    backup_cli.register(subparsers)
 
 
 SECRET_KEY_FILE = "secret-key"
 REDIS_PASSWORD_FILE = "redis-password"
 REDIS_ACL_FILE = "redis-users.acl"
+OPERATOR_PASSWORD_FILE, REDIS_ADDRESS_FILE = backup_cli.OPERATOR_PASSWORD_FILE, backup_cli.REDIS_ADDRESS_FILE
 
 
 def write_secret(path: Path, text: str) -> Path:
@@ -282,11 +299,14 @@ def run_up(args: argparse.Namespace) -> int:
             sys.stdout.write(f"API key (generated; set ZDL_API_KEYS to choose your own): {generated}\n"
                              f"  saved in {key_path}, where `zdl submit` finds it\n")
         sys.stdout.flush()
-        while not stop.wait(1.0):
-            dead = [p for p in cluster.processes if not p.alive()]
-            if dead:
-                sys.stderr.write(f"zdl cluster: {dead[0].name} exited (code {dead[0].popen.returncode}); stopping. "
-                                 f"Its log ends:\n{dead[0].log_tail(1500)}\n")
+        supervisor = Supervisor(lambda: cluster.processes, cluster.restart_process,
+                                critical=lambda proc: proc in (cluster.redis, cluster.step_redis))
+        while not stop.wait(0.5):
+            try:
+                for name in supervisor.check():
+                    sys.stderr.write(f"zdl cluster: {name} exited; started it again\n")
+            except GaveUp as exc:
+                sys.stderr.write(f"zdl cluster: {exc}\nstopping.\n")
                 return 1
         sys.stdout.write("stopping ...\n")
     return 0
