@@ -12,10 +12,10 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker import stats
-from worker.heartbeat import alive_workers
+from worker.scheduling.heartbeat import alive_workers
 from worker.settings import Settings
-from worker.store import JobStore
+from worker.state import stats
+from worker.state.job_store import JobStore
 
 
 class ServiceCollector(Collector):

@@ -11,11 +11,11 @@ import redis.asyncio
 from fastapi import Depends, HTTPException, Path, Request
 
 from api.auth import OwnerDep
-from worker.keys import JobKeys
-from worker.keys import workers as workers_key
-from worker.replies import hash_reply
 from worker.settings import Settings
-from worker.store import JobStore, decode_record
+from worker.state.job_store import JobStore, decode_record
+from worker.state.keys import JobKeys
+from worker.state.keys import workers as workers_key
+from worker.state.replies import hash_reply
 
 JOB_ID = Path(description="the id POST /v1/jobs returned (32 hex digits)")
 

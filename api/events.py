@@ -12,10 +12,10 @@ from typing import Any
 
 import redis.asyncio
 
-from worker.keys import FINISHED, JobKeys
-from worker.replies import hash_reply
 from worker.settings import Settings
-from worker.store import decode_record
+from worker.state.job_store import decode_record
+from worker.state.keys import FINISHED, JobKeys
+from worker.state.replies import hash_reply
 
 SNAPSHOT_FIELDS = ("status", "iteration", "total", "loss", "train_acc", "test_acc", "iterations_per_s", "eta_s",
                    "error")

@@ -13,12 +13,12 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from api.models import Estimate, JobCreate, JobOut
-from worker import scheduler
-from worker.celery_app import RUN_JOB
-from worker.heartbeat import alive_workers
-from worker.plan import plan, refusal
+from worker.celery_app.app import RUN_JOB
+from worker.scheduling import scheduler
+from worker.scheduling.heartbeat import alive_workers
+from worker.scheduling.plan import plan, refusal
 from worker.settings import Settings
-from worker.store import JobStore, QuotaExceeded, result_bytes
+from worker.state.job_store import JobStore, QuotaExceeded, result_bytes
 from zdl.datasets import dataset_shape
 
 log = logging.getLogger(__name__)

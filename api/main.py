@@ -17,8 +17,8 @@ from redis.retry import Retry
 from api import errors
 from api.limits import BodySizeLimit
 from api.routes import docs, health, jobs, metrics, pages, plots, sweeps
-from worker import celery_app
-from worker.plan import machine_speed_of
+from worker.celery_app.app import create_app as create_celery_app
+from worker.scheduling.plan import machine_speed_of
 from worker.settings import Settings, get_settings
 
 #: A command that fails on a broken connection (e.g. pooled before Redis restarted) is sent again on a new one
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "each iteration's numerical gradient is split into parameter blocks. Every /v1 "
                               "route needs `Authorization: Bearer <API key>`.")
     app.state.settings = settings
-    app.state.celery = celery_app.create_app(settings)
+    app.state.celery = create_celery_app(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(jobs.router)

@@ -81,7 +81,7 @@ class Timings(BaseModel):
 
 
 class Estimate(BaseModel):
-    """What the job costs the cluster (worker/plan.py, from zdl.engine.cost)."""
+    """What the job costs the cluster (worker/scheduling/plan.py, from zdl.engine.cost)."""
 
     core_seconds: float = Field(description="the whole job's compute: every iteration and evaluation, one core")
     group_memory_mb: float = Field(description="a block worker's memory while it computes one block group")
@@ -117,7 +117,7 @@ class JobOut(BaseModel):
 
     @classmethod
     def from_record(cls, record: dict[str, Any], estimate: Estimate | None = None) -> JobOut:
-        """The public view of a stored job record (worker/store.py)."""
+        """The public view of a stored job record (worker/state/job_store.py)."""
         path = f"/v1/jobs/{record['id']}"
         return cls(
             id=record["id"], status=record["status"], spec=JobCreate.model_validate(record["spec"]),

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from worker.heartbeat import alive_workers
+from worker.scheduling.heartbeat import alive_workers
 from worker.settings import Settings
 
 

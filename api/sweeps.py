@@ -22,11 +22,11 @@ from pydantic import ValidationError
 from api.jobs import admit, check_spec, field_error, send_to_coordinator
 from api.models import JobCreate
 from api.sweep_models import RunLinks, SweepCreate, SweepLinks, SweepOut, SweepProgress, SweepRun, SweepStatus
-from worker import scheduler
-from worker.heartbeat import alive_workers
-from worker.keys import FINISHED, STATUSES
-from worker.store import QuotaExceeded, Record, result_bytes
-from worker.sweeps import SweepStore
+from worker.scheduling import scheduler
+from worker.scheduling.heartbeat import alive_workers
+from worker.state.job_store import QuotaExceeded, Record, result_bytes
+from worker.state.keys import FINISHED, STATUSES
+from worker.state.sweep_store import SweepStore
 from zdl.client.bodies import SETTING_PATHS, describe, put
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import faults  # bench/faults.py, the script's own directory
 import httpx
 import numpy as np
 from pydantic import SecretStr
 
-from worker import faults
-from worker.cluster import LocalCluster
+from worker.cluster.launcher import LocalCluster
 from worker.settings import Settings
 from zdl.datasets import load_mnist
 from zdl.io import load_weights

@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 from pydantic import SecretStr
 
-from worker.cluster import LocalCluster
+from worker.cluster.launcher import LocalCluster
 from worker.settings import Settings
 from zdl.datasets import load_mnist
 from zdl.io import load_weights

@@ -1,6 +1,6 @@
 """The scaling model of a step, checked against measurements with network latency emulated (issue 12).
 
-A job whose step fits one block group per worker runs as a gang (worker/gang.py): G replicas, one per
+A job whose step fits one block group per worker runs as a gang (worker/gang/protocol.py): G replicas, one per
 block worker, each computing 1/G of the gradient and exchanging its part with the others through the step
 Redis. The model of one step on G workers, with a one-way latency d between the workers and Redis:
 
@@ -43,8 +43,8 @@ from delay_proxy import DelayProxy  # bench/, the script's own directory
 from pydantic import SecretStr
 from service import run_job  # bench/service.py: submit, poll, fail loudly
 
-from worker.cluster import LocalCluster
-from worker.redis_auth import APP_USER
+from worker.cluster.launcher import LocalCluster
+from worker.cluster.redis_auth import APP_USER
 from worker.settings import Settings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-small"

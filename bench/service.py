@@ -34,11 +34,11 @@ import numpy as np
 import redis
 from pydantic import SecretStr
 
-from worker.celery_app import SERVE_BLOCKS, create_app
-from worker.cluster import LocalCluster
-from worker.connection import step_data
-from worker.coordinator import FanoutGradient
+from worker.celery_app.app import SERVE_BLOCKS, create_app
+from worker.cluster.launcher import LocalCluster
+from worker.fanout.gradient import FanoutGradient
 from worker.settings import Settings
+from worker.state.connection import step_data
 from zdl.datasets import load_mnist
 from zdl.engine import param_shapes
 from zdl.io import load_weights

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from worker.processes import free_port
+from worker.cluster.processes import free_port
 from zdl.client import Client
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-small"

@@ -30,7 +30,7 @@ import httpx
 import redis
 from pydantic import SecretStr
 
-from worker.cluster import LocalCluster
+from worker.cluster.launcher import LocalCluster
 from worker.settings import Settings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-small"

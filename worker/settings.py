@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     block_loop_slice_s: float = Field(default=2.0, gt=0)
     #: Progress events are published at most this often (every epoch and the end are always published).
     progress_interval_s: float = Field(default=0.25, ge=0)
-    #: Broker redelivery of unacknowledged messages; longer than any job, see worker/celery_app.py.
+    #: Broker redelivery of unacknowledged messages; longer than any job, see worker/celery_app/app.py.
     visibility_timeout_s: int = Field(default=43200, ge=60)
     #: The coordinator saves step, parameters, history and random state every this many iterations; a job
     #: whose coordinator dies resumes from there on another coordinator worker.
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     #: 1: run one block worker per core; N: one block worker per machine of N cores.
     block_threads: int = Field(default=1, ge=1, le=256)
     #: Gang replicas on one machine exchange their gradient parts through shared memory (found by trying,
-    #: see worker/shared_parts.py); false: always through the step Redis.
+    #: see worker/gang/shared_parts.py); false: always through the step Redis.
     gang_shared_memory: bool = True
     #: This machine's time for the engine's work over the cost model's reference machine (1.0: as fast),
     #: applied to every estimate and limit of compute; unset: measured once per process (about 50 ms, at

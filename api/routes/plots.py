@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from api.auth import require_owner
 from api.deps import JobDep, StoreDep
 from api.models import ErrorOut
-from worker.keys import FINISHED
+from worker.state.keys import FINISHED
 from zdl import plot
 from zdl.io import load_weights
 

@@ -11,8 +11,8 @@ from api.auth import OwnerDep, require_owner
 from api.deps import JOB_ID_PATTERN, SettingsDep, StoreDep
 from api.models import ErrorOut
 from api.sweep_models import SweepCreate, SweepOut, SweepPage
-from worker.store import Record
-from worker.sweeps import SweepStore
+from worker.state.job_store import Record
+from worker.state.sweep_store import SweepStore
 
 #: Every route needs a valid key; another key's sweep is a 404 like a missing one.
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], dependencies=[Depends(require_owner)],

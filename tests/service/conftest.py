@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
-from worker.cluster import LocalCluster
-from worker.processes import redis_server_binary
+from worker.cluster.launcher import LocalCluster
+from worker.cluster.processes import redis_server_binary
 from worker.settings import Settings
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -248,9 +248,9 @@ def leaves_no_jobs(cluster: LocalCluster) -> Iterator[None]:
     import redis
 
     from api.auth import owner_id
-    from worker import keys
-    from worker.store import JobStore
-    from worker.sweeps import SweepStore
+    from worker.state import keys
+    from worker.state.job_store import JobStore
+    from worker.state.sweep_store import SweepStore
 
     store = JobStore(redis.Redis.from_url(cluster.settings.redis_url), cluster.settings)
     owner = owner_id(API_KEY, cluster.settings)

@@ -1,5 +1,5 @@
 """Admission by cost: the service accepts only work it can finish, says why it refuses the rest, and shows what
-it accepts will cost (worker/plan.py, from zdl.engine.cost)."""
+it accepts will cost (worker/scheduling/plan.py, from zdl.engine.cost)."""
 
 from __future__ import annotations
 

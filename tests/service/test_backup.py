@@ -20,11 +20,11 @@ import redis
 import yaml
 
 from tests.service.conftest import AUTH, SMALL_JOB
-from worker.cluster import LocalCluster
-from worker.keys import JobKeys
-from worker.processes import Managed, redis_server_binary
-from worker.redis_auth import OPERATOR_USER_RULES, acl_file_text
+from worker.cluster.launcher import LocalCluster
+from worker.cluster.processes import Managed, redis_server_binary
+from worker.cluster.redis_auth import OPERATOR_USER_RULES, acl_file_text
 from worker.settings import Settings
+from worker.state.keys import JobKeys
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.processes import free_port, redis_server_binary
+from worker.cluster.processes import free_port, redis_server_binary
 from zdl.io import load_weights
 
 ZDL = [sys.executable, "-c", "import sys; from zdl.cli import main; sys.exit(main())"]

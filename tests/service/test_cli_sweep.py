@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.processes import free_port
+from worker.cluster.processes import free_port
 
 #: Jobs made here are deleted after each test (the session key has a stored-jobs quota).
 pytestmark = pytest.mark.usefixtures("leaves_no_jobs")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from worker import faults
-from worker.processes import free_port
+from bench import faults
+from worker.cluster.processes import free_port
 from zdl.client import (
     AuthenticationError,
     Client,

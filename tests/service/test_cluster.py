@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker import processes
-from worker.cluster import LocalCluster
+from worker.cluster import processes
+from worker.cluster.launcher import LocalCluster
 
 #: One RPUSH in the append-only file's format (a loss appended to a job's history).
 RPUSH = b"*3\r\n$5\r\nRPUSH\r\n$4\r\nloss\r\n$18\r\n0.1234567890123456\r\n"

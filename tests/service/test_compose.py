@@ -38,8 +38,8 @@ from tests.service.compose_project import (
     wait_finished,
     wait_ready,
 )
-from worker.processes import free_port
-from worker.redis_auth import APP_USER, acl_file_text
+from worker.cluster.processes import free_port
+from worker.cluster.redis_auth import APP_USER, acl_file_text
 
 #: Slow, and needs Docker: CI runs them (a skip there is a failure). The first one builds what is not cached yet.
 pytestmark = [pytest.mark.compose, pytest.mark.slow, pytest.mark.timeout(900)]

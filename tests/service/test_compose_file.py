@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.service.compose_project import REPO
-from worker.redis_auth import APP_USER, APP_USER_RULES, acl_file_text
+from worker.cluster.redis_auth import APP_USER, APP_USER_RULES, acl_file_text
 from worker.settings import Settings
 
 ZDL_SERVICES = ("api", "coordinator", "worker")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import redis
 
-from worker.block_loop import LoopStart
-from worker.celery_app import SERVE_BLOCKS, create_app
-from worker.connection import step_data
-from worker.coordinator import FanoutGradient
-from worker.errors import BlockFailed
-from worker.keys import RunKeys
+from worker.celery_app.app import SERVE_BLOCKS, create_app
+from worker.fanout.block_loop import LoopStart
+from worker.fanout.gradient import FanoutGradient
+from worker.state.connection import step_data
+from worker.state.errors import BlockFailed
+from worker.state.keys import RunKeys
 from zdl.engine import block_groups, gradient, param_shapes
 from zdl.nets import TwoLayerNet
 
@@ -126,7 +126,7 @@ def test_an_unexpected_error_in_a_block_loop_fails_the_step_at_once(cluster, ste
     """A bug (here: the engine raising something no one expects) in a block loop, run in this process against
     the real Redis servers, reaches the coordinator as a failed group within seconds, not after the 600 s
     the step keys live."""
-    from worker import block_loop, blocks
+    from worker.fanout import block_loop, blocks
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in the engine at /home/someone/secret/path.py")
@@ -158,7 +158,7 @@ def test_an_unexpected_error_in_a_block_loop_fails_the_step_at_once(cluster, ste
 
 def test_a_malformed_spec_fails_its_job_within_a_second(cluster) -> None:
     """A record whose spec no run can read (written straight into Redis, as a bug or an old version could)."""
-    from worker.store import JobStore
+    from worker.state.job_store import JobStore
 
     store = JobStore(redis.Redis.from_url(cluster.settings.redis_url), cluster.settings)
     spec = {"dataset": "mnist", "model": {"hidden_size": "many"}, "training": {"iters": 5},

@@ -19,9 +19,10 @@ import httpx
 import pytest
 import redis
 
-from worker import faults, processes
-from worker.cluster import LocalCluster
-from worker.processes import Managed, redis_server_binary
+from bench import faults
+from worker.cluster import processes
+from worker.cluster.launcher import LocalCluster
+from worker.cluster.processes import Managed, redis_server_binary
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow

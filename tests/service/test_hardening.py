@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from worker.cluster import LocalCluster
+from worker.cluster.launcher import LocalCluster
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Redis replies are narrowed to bytes where they arrive (worker/replies.py): a client built to return text
+"""Redis replies are narrowed to bytes where they arrive (worker/state/replies.py): a client built to return text
 fails there, naming the cause, instead of deep inside code that decodes or unpacks bytes."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.heartbeat import alive_workers
-from worker.store import JobStore
+from worker.scheduling.heartbeat import alive_workers
+from worker.state.job_store import JobStore
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.service.cluster_up import ZDL, cluster_up
-from worker.processes import free_port, redis_server_binary
+from worker.cluster.processes import free_port, redis_server_binary
 from zdl.io import load_weights
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

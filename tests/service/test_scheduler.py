@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import redis
 
-from worker import heartbeat, keys, scheduler
+from worker.scheduling import heartbeat, scheduler
 from worker.settings import Settings
-from worker.store import JobStore
+from worker.state import keys
+from worker.state.job_store import JobStore
 
 SPEC: dict[str, Any] = {"dataset": "mnist", "model": {"hidden_size": 4}, "training": {"iters": 5}}
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from api.auth import owner_id
-from worker.cluster import redacted
+from worker.cluster.launcher import redacted
 from worker.settings import Settings
 
 V1_ROUTES = [("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/{id}"), ("GET", "/v1/jobs/{id}/history"),

@@ -1,4 +1,4 @@
-"""Gang parts through shared memory (worker/shared_parts.py), with the handshake on a real Redis and the
+"""Gang parts through shared memory (worker/gang/shared_parts.py), with the handshake on a real Redis and the
 replicas in processes of their own: the parts arrive whole and in order, and replicas that cannot map
 the segment make the gang fall back to the step Redis without leaving the segment behind."""
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import redis
 
-from worker.gang import GangKeys
-from worker.shared_parts import SharedParts
-from worker.transfer import StepData
+from worker.gang.protocol import GangKeys
+from worker.gang.shared_parts import SharedParts
+from worker.state.transfer import StepData
 
 SIZES = [5, 7, 3]
 STEPS = 6

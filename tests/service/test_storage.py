@@ -12,9 +12,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from worker import keys, processes
-from worker.keys import JobKeys
-from worker.store import JobStore, result_bytes
+from worker.cluster import processes
+from worker.state import keys
+from worker.state.job_store import JobStore, result_bytes
+from worker.state.keys import JobKeys
 
 pytestmark = pytest.mark.slow
 

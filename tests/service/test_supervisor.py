@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from worker import processes
-from worker.processes import Managed
-from worker.supervisor import GaveUp, Supervisor
+from worker.cluster import processes
+from worker.cluster.processes import Managed
+from worker.cluster.supervisor import GaveUp, Supervisor
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from celery.worker import state
 
-from worker.tasks import worker_stopping
+from worker.celery_app.tasks import worker_stopping
 
 
 @pytest.mark.parametrize(("should_stop", "should_terminate", "stopping"), [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import redis
 
-from worker.cluster import LocalCluster
+from worker.cluster.launcher import LocalCluster
 from zdl.io import load_weights
 from zdl.train import TrainConfig, Trainer
 

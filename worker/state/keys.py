@@ -21,7 +21,7 @@
     <p>:expiring                 zset    "<h>:<job id>" of finished jobs -> when they are deleted
     <p>:scheduler                string  lock held while a process decides which jobs to send
     <p>:gang-start               string  lock held while a coordinator queues a gang's replicas
-    <p>:gang:<job>:<r>.<turn>:*  a gang's turn (worker/gang.py: state, inboxes, progress, replicas, abort)
+    <p>:gang:<job>:<r>.<turn>:*  a gang's turn (worker/gang/protocol.py: state, inboxes, progress, replicas, abort)
     <p>:workers:<queue>          zset    worker hostname -> last heartbeat (unix time)
     <p>:slots:<queue>            hash    worker hostname -> how many jobs it runs at once (its concurrency)
     <p>:run:<job>:<r>:requests   list    the run's block-group requests (BlockRequest JSON), popped by block loops
@@ -149,7 +149,7 @@ def scheduler_lock(settings: Settings) -> str:
 
 
 def gang_start_lock(settings: Settings) -> str:
-    """Held while a coordinator puts a gang's replicas on the blocks queue (worker/tasks.py)."""
+    """Held while a coordinator puts a gang's replicas on the blocks queue (worker/celery_app/tasks.py)."""
     return settings.key("gang-start")
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.processes import Managed
+from worker.cluster.processes import Managed
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from worker import stats
-from worker.errors import CoordinatorStopping, JobCancelled, JobStopped
-from worker.recovery import Lease, LeaseLost, queue_checkpoint
-from worker.store import JobStore
+from worker.scheduling.recovery import Lease, LeaseLost, queue_checkpoint
+from worker.state import stats
+from worker.state.errors import CoordinatorStopping, JobCancelled, JobStopped
+from worker.state.job_store import JobStore
 from zdl.history import History
 from zdl.train import Progress, TrainerState
 

@@ -109,7 +109,7 @@ def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | No
 def start_redis(port: int, data_dir: Path, log_dir: Path, *, binary: str | None = None, persist: bool = True,
                 name: str = "redis", acl_file: Path | None = None, maxmemory_mb: int | None = None) -> Managed:
     """A redis-server on 127.0.0.1:port keeping its files in data_dir (append-only if persist, else nothing
-    on disk); `name` names its log. acl_file: its users (worker/redis_auth.py); maxmemory_mb: refuse writes
+    on disk); `name` names its log. acl_file: its users (worker/cluster/redis_auth.py); maxmemory_mb: refuse writes
     beyond this (noeviction: nothing stored is ever dropped to make room)."""
     binary = binary or redis_server_binary()
     if binary is None:
@@ -127,7 +127,7 @@ def start_redis(port: int, data_dir: Path, log_dir: Path, *, binary: str | None 
 def start_worker(name: str, queue: str, log_dir: Path, env: Mapping[str, str], *, pool: str = "solo",
                  concurrency: int = 1) -> Managed:
     """A Celery worker named `name` consuming `queue` (solo pool for blocks: no hand-off to a child process)."""
-    args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queue,
+    args = [sys.executable, "-m", "celery", "-A", "worker.celery_app.app:app", "worker", "-Q", queue,
             "-n", f"{name}@%h", "--pool", pool, "-c", str(concurrency), "-l", "INFO" if pool != "solo" else "WARNING",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     return spawn(name, args, log_dir, {**env, **SINGLE_THREAD_ENV}, nice=WORKER_NICE)

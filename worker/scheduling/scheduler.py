@@ -18,10 +18,10 @@ from typing import Any
 
 import redis
 
-from worker import keys
-from worker.heartbeat import alive_workers
-from worker.replies import text, texts, transaction
+from worker.scheduling.heartbeat import alive_workers
 from worker.settings import Settings
+from worker.state import keys
+from worker.state.replies import text, texts, transaction
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import redis
 
-from worker import keys
-from worker.blocks import BlockRequest, compute_group
-from worker.errors import GroupCancelled, GroupHandedBack
-from worker.keys import JobKeys, RunKeys
-from worker.replies import as_bytes
+from worker.fanout.blocks import BlockRequest, compute_group
 from worker.settings import Settings
-from worker.transfer import StepData
+from worker.state import keys
+from worker.state.errors import GroupCancelled, GroupHandedBack
+from worker.state.keys import JobKeys, RunKeys
+from worker.state.replies import as_bytes
+from worker.state.transfer import StepData
 
 log = logging.getLogger(__name__)
 

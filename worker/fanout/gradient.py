@@ -2,7 +2,7 @@
 
 Each call is one training step. The coordinator writes the parameters and the batch to the step Redis
 (`StepData`: a server of its own, or the main one) under per-step keys and pushes one request per group
-(`zdl.engine.block_groups`) onto the run's request list, which block loops (worker/block_loop.py, one
+(`zdl.engine.block_groups`) onto the run's request list, which block loops (worker/fanout/block_loop.py, one
 Celery task each, started only when the run has fewer than it wants) pop the moment they arrive. It
 then BLPOPs on the step's completion list: a notice, carrying the group's values, arrives the moment a
 group is done, so no time is lost to result polling (GroupResult.get() sleeps in 0.5 s steps), to
@@ -28,14 +28,14 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 
-from worker.block_loop import STOP, LoopStart, encode_request
-from worker.blocks import BlockRequest, all_groups, decode_notice
-from worker.errors import BlockFailed, JobCancelled
-from worker.heartbeat import alive_workers, recently_lost_workers
-from worker.keys import RunKeys, StepKeys
-from worker.replies import as_bytes
+from worker.fanout.block_loop import STOP, LoopStart, encode_request
+from worker.fanout.blocks import BlockRequest, all_groups, decode_notice
+from worker.scheduling.heartbeat import alive_workers, recently_lost_workers
 from worker.settings import Settings
-from worker.transfer import StepData
+from worker.state.errors import BlockFailed, JobCancelled
+from worker.state.keys import RunKeys, StepKeys
+from worker.state.replies import as_bytes
+from worker.state.transfer import StepData
 from zdl.engine import assemble
 from zdl.engine.blocks import Shapes
 from zdl.nets import PARAM_NAMES

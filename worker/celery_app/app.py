@@ -4,8 +4,8 @@ Two queues, served by separate worker processes, are what keeps a coordinator th
 blocks from ever deadlocking a pool: the processes it waits on never wait on it.
 
 Start workers with:
-    celery -A worker.celery_app worker -Q zdl.coordinator -c 1 --pool prefork   # runs jobs
-    celery -A worker.celery_app worker -Q zdl.blocks -c 1 --pool solo           # runs block loops
+    celery -A worker.celery_app.app:app worker -Q zdl.coordinator -c 1 --pool prefork   # runs jobs
+    celery -A worker.celery_app.app:app worker -Q zdl.blocks -c 1 --pool solo           # runs block loops
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.heartbeat import Heartbeat
+from worker.scheduling.heartbeat import Heartbeat
 from worker.settings import Settings, get_settings
 from zdl.engine.kernel import kernel_name, warm_up
 
@@ -30,7 +30,7 @@ SERVE_REPLICA = "zdl.serve_replica"
 def create_app(settings: Settings | None = None) -> Celery:
     """The app for `settings` (default: from the environment); workers and the API use `app` below."""
     settings = settings or get_settings()
-    app = Celery("zdl", broker=settings.redis_url, include=["worker.tasks"])
+    app = Celery("zdl", broker=settings.redis_url, include=["worker.celery_app.tasks"])
     app.conf.update(
         # A broker message must never be able to run code: JSON in, JSON out, nothing else accepted.
         task_serializer="json",
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_default_queue=settings.coordinator_queue,
         # Unacknowledged messages are redelivered after this; a job's coordinator task runs for its whole
         # job, so it must exceed any job. Lost work is found sooner without it: lost blocks are re-sent by
-        # the coordinator, and a job whose coordinator died is resumed by the lease sweep (recovery.py).
+        # the coordinator, and a job whose coordinator died is resumed by the lease sweep (scheduling/recovery.py).
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -1,7 +1,7 @@
 """Backups and restores of the main Redis (job records, histories, weights, queues): `zdl backup`, `zdl restore`.
 
 A backup is the server's own snapshot, an RDB file, taken the way a replica (or `redis-cli --rdb`) takes it:
-the operator's Redis user (worker/redis_auth.py) sends `SYNC` and the server forks, writes a point-in-time
+the operator's Redis user (worker/cluster/redis_auth.py) sends `SYNC` and the server forks, writes a point-in-time
 snapshot and streams it here; the server keeps serving meanwhile, and the application's user could not do
 this. The file is checked (RDB magic) and written atomically, readable by its owner only.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from worker.redis_auth import OPERATOR_USER
+from worker.cluster.redis_auth import OPERATOR_USER
 from zdl.io import atomic_write_bytes
 
 #: An RDB file (and a snapshot sent to a replica) begins with these bytes and a four-digit version.

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from worker.errors import GroupCancelled, GroupHandedBack
-from worker.keys import StepKeys
 from worker.settings import Settings
-from worker.transfer import ArrayRef, StepData
+from worker.state.errors import GroupCancelled, GroupHandedBack
+from worker.state.keys import StepKeys
+from worker.state.transfer import ArrayRef, StepData
 from zdl.engine import Block, BlockGroup, block_groups
 from zdl.nets import PARAM_NAMES
 

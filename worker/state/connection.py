@@ -7,7 +7,7 @@ from functools import lru_cache
 import redis
 
 from worker.settings import Settings, get_settings
-from worker.transfer import StepData
+from worker.state.transfer import StepData
 
 
 @lru_cache(maxsize=4)

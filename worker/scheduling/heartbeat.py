@@ -4,8 +4,8 @@
 replies from every worker (a second or more, and nothing while a solo worker computes); a heartbeat
 is one ZADD every few seconds from a thread of each worker, and one ZCOUNT to read. Each worker also
 says how many jobs it runs at once (its slots, for the scheduler). The same thread of each coordinator
-worker looks after the jobs: it resumes those whose coordinator died (worker/recovery.py), sends queued
-jobs to free slots (worker/scheduler.py) and deletes finished jobs whose retention time has passed.
+worker looks after the jobs: it resumes those whose coordinator died (worker/scheduling/recovery.py), sends queued
+jobs to free slots (worker/scheduling/scheduler.py) and deletes finished jobs whose retention time has passed.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 import redis
 from celery import bootsteps
 
-from worker import keys
-from worker.connection import redis_client
-from worker.replies import texts
 from worker.settings import Settings, get_settings
+from worker.state import keys
+from worker.state.connection import redis_client
+from worker.state.replies import texts
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ def recently_lost_workers(client: redis.Redis, settings: Settings, queue: str) -
 
 def look_after_jobs(client: redis.Redis, settings: Settings, enqueue: Callable[[str], Any]) -> None:
     """A coordinator worker's rounds: resume orphaned jobs, start queued ones, delete expired ones."""
-    from worker import recovery, scheduler  # (they import the coordinator's modules; not needed before)
-    from worker.store import JobStore
+    from worker.scheduling import recovery, scheduler  # (they import the coordinator's modules; not needed before)
+    from worker.state.job_store import JobStore
 
     recovery.recover_orphans(client, settings, enqueue)
     scheduler.dispatch(client, settings, enqueue)

@@ -9,13 +9,17 @@ from typing import Any
 from celery import Task, signals
 from celery.worker import state
 
-from worker import block_loop, jobs, keys, replica, scheduler
-from worker.block_loop import LoopStart
-from worker.celery_app import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA, app
-from worker.connection import redis_client, step_data
-from worker.gang import ReplicaStart
+from worker.celery_app.app import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA, app
+from worker.coordinator import lifecycle
+from worker.fanout import block_loop
+from worker.fanout.block_loop import LoopStart
+from worker.gang import replica
+from worker.gang.protocol import ReplicaStart
+from worker.scheduling import scheduler
 from worker.settings import get_settings
-from worker.store import JobStore
+from worker.state import keys
+from worker.state.connection import redis_client, step_data
+from worker.state.job_store import JobStore
 
 #: Set when this pool process receives SIGTERM (a worker or cluster being stopped): the job it coordinates
 #: is checkpointed at the end of the current step and resumes on another coordinator, instead of dying.
@@ -32,9 +36,10 @@ def checkpoint_on_sigterm(**_: Any) -> None:
 def run_job(self: Task, job_id: str) -> str | None:
     """Coordinate one job to its end (queue zdl.coordinator). Deterministic failures end the job, no retry."""
     client, settings = redis_client(), get_settings()
-    return jobs.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
-                        send=jobs.Senders(start_loops, start_replicas), worker=self.request.hostname or "unknown",
-                        stopping=_terminating.is_set, after=lambda: scheduler.dispatch(client, settings, send_job))
+    return lifecycle.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
+                             send=lifecycle.Senders(start_loops, start_replicas),
+                             worker=self.request.hostname or "unknown", stopping=_terminating.is_set,
+                             after=lambda: scheduler.dispatch(client, settings, send_job))
 
 
 @app.task(name=SERVE_BLOCKS, bind=True)

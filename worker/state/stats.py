@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import redis
 
-from worker import keys
-from worker.replies import hash_reply
 from worker.settings import Settings
+from worker.state import keys
+from worker.state.replies import hash_reply
 
 BLOCK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5)

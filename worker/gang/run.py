@@ -1,4 +1,4 @@
-"""The coordinator's side of a gang (worker/gang.py): a job run as turns of replicas on the block workers.
+"""The coordinator's side of a gang (worker/gang/protocol.py): a job run as turns of replicas on the block workers.
 
 Each turn starts the replicas from the job's last state and follows replica 0's reports, feeding them to
 the same `StepReporter` a fan-out job uses (losses, evaluations, checkpoints, events, the cancel flag), so
@@ -17,15 +17,15 @@ from typing import Any
 
 import redis
 
-from worker.errors import BlockFailed, JobCancelled
-from worker.gang import QUEUED, GangKeys, ReplicaStart, pack, read_state, state_fields, unpack
-from worker.heartbeat import alive_workers, recently_lost_workers
-from worker.keys import JobKeys
-from worker.recovery import load_checkpoint, rewind_progress
-from worker.replies import as_bytes, hash_reply
-from worker.reporter import StepReporter
+from worker.coordinator.reporter import StepReporter
+from worker.gang.protocol import QUEUED, GangKeys, ReplicaStart, pack, read_state, state_fields, unpack
+from worker.scheduling.heartbeat import alive_workers, recently_lost_workers
+from worker.scheduling.recovery import load_checkpoint, rewind_progress
 from worker.settings import Settings
-from worker.transfer import StepData
+from worker.state.errors import BlockFailed, JobCancelled
+from worker.state.keys import JobKeys
+from worker.state.replies import as_bytes, hash_reply
+from worker.state.transfer import StepData
 from zdl.history import History
 from zdl.train import Progress, TrainerState
 

@@ -1,4 +1,4 @@
-"""One replica of a gang (worker/gang.py) on a block worker: the job's training loop for one turn, its
+"""One replica of a gang (worker/gang/protocol.py) on a block worker: the job's training loop for one turn, its
 gradient computed one block group here and the rest received from the other replicas."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 
-from worker.blocks import all_groups, prepared_group
-from worker.coordinator import gather_layout
-from worker.gang import ReplicaStart, pack, read_state, state_fields, unpack
-from worker.keys import JobKeys
-from worker.replies import maybe_bytes
+from worker.fanout.blocks import all_groups, prepared_group
+from worker.fanout.gradient import gather_layout
+from worker.gang.protocol import ReplicaStart, pack, read_state, state_fields, unpack
+from worker.gang.shared_parts import SharedParts
 from worker.settings import Settings
-from worker.shared_parts import SharedParts
-from worker.specs import train_config
-from worker.transfer import StepData
+from worker.state.keys import JobKeys
+from worker.state.replies import maybe_bytes
+from worker.state.specs import train_config
+from worker.state.transfer import StepData
 from zdl.datasets import dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.history import History
@@ -99,7 +99,7 @@ def _leave(data: StepData, start: ReplicaStart) -> None:
 
 
 def _fail(data: StepData, settings: Settings, start: ReplicaStart, exc: Exception) -> None:
-    from worker.errors import public_reason
+    from worker.state.errors import public_reason
 
     reason = f"replica {start.replica} of the gang failed: {public_reason(exc, str(start.spec.get('dataset')))}"
     try:
@@ -218,7 +218,7 @@ class Turn:
     INTERVAL_S = 0.1
 
     def __init__(self, client: redis.Redis, data: StepData, settings: Settings, start: ReplicaStart) -> None:
-        from worker.block_loop import turn_length  # (the same share as a block loop's)
+        from worker.fanout.block_loop import turn_length  # (the same share as a block loop's)
 
         self.client, self.data, self.settings, self.start = client, data, settings, start
         self.record = JobKeys.of(settings, start.job_id).record

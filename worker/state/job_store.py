@@ -16,10 +16,10 @@ from typing import Any
 
 import redis
 
-from worker import keys
-from worker.keys import ACTIVE, FINISHED, STATUSES, JobKeys
-from worker.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from worker.settings import Settings
+from worker.state import keys
+from worker.state.keys import ACTIVE, FINISHED, STATUSES, JobKeys
+from worker.state.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from zdl.datasets import dataset_shape
 
 _FLOATS = frozenset({
@@ -93,7 +93,7 @@ class JobStore:
         transaction, so concurrent requests can neither both create a job for one key nor together exceed
         a limit. Raises QuotaExceeded at a limit: active jobs, stored jobs, or stored bytes, where the job
         reserves `reserved_bytes` (what its results will take) until it is deleted. The job waits in the
-        owner's pending queue until the scheduler (worker/scheduler.py) sends it to a coordinator.
+        owner's pending queue until the scheduler (worker/scheduling/scheduler.py) sends it to a coordinator.
         """
         ids, created = self.create_many([spec], owner, idempotency_key, reserved_bytes=[reserved_bytes],
                                         fields=fields)

@@ -19,10 +19,10 @@ from typing import Any
 
 import redis
 
-from worker import keys
-from worker.keys import FINISHED
-from worker.replies import hash_reply, text, texts
-from worker.store import JobStore, Record, decode_record
+from worker.state import keys
+from worker.state.job_store import JobStore, Record, decode_record
+from worker.state.keys import FINISHED
+from worker.state.replies import hash_reply, text, texts
 
 _JSON = frozenset({"request", "jobs", "params"})
 
@@ -51,7 +51,7 @@ class SweepStore:
         nothing. Returns (sweep id, True); for a repeated Idempotency-Key (the sweep that key made, False), or
         (None, False) when the key was used for a job that is not part of a sweep.
 
-        Raises worker.store.QuotaExceeded if the jobs do not all fit the owner's quotas.
+        Raises worker.state.job_store.QuotaExceeded if the jobs do not all fit the owner's quotas.
         """
         self.forget_empty(owner)
         sweep_id, now = uuid.uuid4().hex, time.time()

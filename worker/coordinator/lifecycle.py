@@ -2,7 +2,7 @@
 
 The loop is `zdl.train.Trainer`, the very loop `zdl train` runs; only its gradient function differs
 (block loops on Celery workers instead of local processes), which is what makes the weights bit-identical. A job found
-`running` without a live coordinator resumes from its last checkpoint (see worker/recovery.py).
+`running` without a live coordinator resumes from its last checkpoint (see worker/scheduling/recovery.py).
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from typing import Any
 
 import redis
 
-from worker.coordinator import FanoutGradient, StartLoops
-from worker.errors import BlockFailed, CoordinatorStopping, JobCancelled, JobStopped, node_label, public_reason
-from worker.heartbeat import alive_workers
-from worker.plan import plan
-from worker.recovery import Lease, LeaseLost, load_checkpoint, rewind_progress
-from worker.reporter import StepReporter, StepTimings
-from worker.specs import train_config
-from worker.store import JobStore
-from worker.transfer import StepData
-from worker.turns import GangRun, StartReplicas
+from worker.coordinator.reporter import StepReporter, StepTimings
+from worker.fanout.gradient import FanoutGradient, StartLoops
+from worker.gang.run import GangRun, StartReplicas
+from worker.scheduling.heartbeat import alive_workers
+from worker.scheduling.plan import plan
+from worker.scheduling.recovery import Lease, LeaseLost, load_checkpoint, rewind_progress
+from worker.state.errors import BlockFailed, CoordinatorStopping, JobCancelled, JobStopped, node_label, public_reason
+from worker.state.job_store import JobStore
+from worker.state.specs import train_config
+from worker.state.transfer import StepData
 from zdl.datasets import DatasetError, DatasetNotFoundError, dataset_shape, load_mnist
 from zdl.engine import param_shapes
 from zdl.io import weights_bytes
