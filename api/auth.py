@@ -78,6 +78,7 @@ async def require_owner(request: Request,
     owner = keyring(request).owner_of(credentials.credentials, settings)
     if owner is None:
         raise unauthorized("invalid API key")
+    request.state.key_name = owner[:12]  # for the access log (api/access_log.py): never the key itself
     return owner
 
 

@@ -15,8 +15,10 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from api import errors
+from api.access_log import AccessLog
 from api.limits import BodySizeLimit
-from api.routes import docs, health, jobs, metrics, pages, plots, sweeps
+from api.routes import docs, health, job_log, jobs, metrics, pages, plots, sweeps
+from worker import structured_log
 from worker.celery_app.app import create_app as create_celery_app
 from worker.scheduling.plan import machine_speed_of
 from worker.settings import Settings, get_settings
@@ -33,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        structured_log.configure("api", settings)
         retry = Retry(BACKOFF, RETRIES)
         app.state.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10,
                                                health_check_interval=30, retry=retry)
@@ -57,8 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = create_celery_app(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)  # added last: outermost, so it sees every response, 413s included
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(job_log.router)
     app.include_router(sweeps.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

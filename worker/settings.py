@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     #: Target compute of one block group: a step that costs more is cut into more groups, so workers take
     #: turns between jobs at least this often and a cancel is seen within it.
     block_group_target_s: float = Field(default=0.25, gt=0)
+    #: Structured logs (worker/structured_log.py): JSON lines to stderr and, when set, to rotating files
+    #: `<process>.jsonl` in this directory (`zdl cluster up --log-dir`), each up to `log_file_mb`, `log_files` kept.
+    log_dir: str = ""
+    log_file_mb: float = Field(default=10.0, gt=0)
+    log_files: int = Field(default=5, ge=1)
     #: Request bodies larger than this are refused with 413 (a job body is a few hundred bytes).
     max_body_bytes: int = Field(default=65536, ge=1024)
 

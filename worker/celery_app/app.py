@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from worker.celery_app import log_context  # noqa: F401  (connects the logging signals)
 from worker.scheduling.heartbeat import Heartbeat
 from worker.settings import Settings, get_settings
 from zdl.engine.kernel import kernel_name, warm_up

@@ -47,7 +47,9 @@ class LocalCluster:
         variables for the workers and the API (e.g. ZDL_DATA_DIR); persist: Redis append-only file in
         state_dir; step_redis: with start_redis, a second Redis for step data (else the first carries it).
         Without a ZDL_SECRET_KEY, the one kept in state_dir is used (made on first use)."""
-        self.state_dir, self.log_dir = state_dir, state_dir / "logs"
+        #: Each process's captured output (<name>.log) and, when settings.log_dir is set, its JSON lines.
+        self.state_dir, self.log_dir = state_dir, Path(settings.log_dir) if settings and settings.log_dir else \
+            state_dir / "logs"
         self.persist, self.extra_env = persist, dict(env or {})
         #: Variables for the block workers only, over the others (a benchmark points them at Redis through a
         #: proxy that adds network latency, as for workers on other machines).
@@ -232,6 +234,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "workers x threads = the machine's cores is best)")
     up.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000; 0: any free)")
     up.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
+    up.add_argument("--log-dir", type=Path, default=None,
+                    help="each process's JSON-lines log (rotating <name>.jsonl) and output (default <state dir>/logs)")
     up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                     help="Redis data, process logs and the generated API key (default: the user state dir)")
     up.set_defaults(func=run_up)
@@ -273,7 +277,8 @@ def run_up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     secret = os.environ.get("ZDL_SECRET_KEY") or stored_secret(args.state_dir, SECRET_KEY_FILE)
-    chosen = {"redis_url": args.redis_url, "block_threads": args.threads}
+    log_dir = (args.log_dir or args.state_dir / "logs").resolve()
+    chosen = {"redis_url": args.redis_url, "block_threads": args.threads, "log_dir": str(log_dir)}
     settings = Settings(secret_key=SecretStr(secret), **{k: v for k, v in chosen.items() if v is not None})
     generated = None
     if not settings.api_key_list:  # never run without a key: make one for this cluster's life

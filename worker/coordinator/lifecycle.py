@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from worker.coordinator.job_events import log_start
 from worker.coordinator.reporter import StepReporter, StepTimings
 from worker.fanout.gradient import FanoutGradient, StartLoops
 from worker.gang.run import GangRun, StartReplicas
@@ -97,6 +98,8 @@ def _run_leased(job_id: str, client: redis.Redis, data: StepData, store: JobStor
         blocks = plan(spec, store.settings, live).groups
         if not store.transition(job_id, "running", ["queued"], started_at=time.time(), worker=worker, blocks=blocks):
             return None  # cancelled meanwhile
+    log_start(client, store.settings, job_id, record=record, worker=worker, blocks=blocks,
+              hidden_size=config.hidden_size, gradient=config.gradient, redis_epochs=_redis_epochs(client, data))
     run = _start_run(client, data, store, job_id)
     owner = record["owner"]
 

@@ -24,7 +24,7 @@ import numpy as np
 import redis
 
 from worker.settings import Settings
-from worker.state import keys
+from worker.state import job_log, keys
 from worker.state.keys import JobKeys
 from worker.state.replies import Fields, hash_reply, texts
 from zdl.history import History
@@ -91,6 +91,7 @@ def queue_checkpoint(pipe: redis.client.Pipeline, settings: Settings, job_id: st
         array = np.ascontiguousarray(state.params[name], dtype=np.float64)
         mapping[name], mapping[f"{name}.shape"] = array.tobytes(), json.dumps(list(array.shape))
     pipe.hset(JobKeys.of(settings, job_id).checkpoint, mapping=mapping)
+    job_log.append(pipe, settings, job_id, "checkpoint", iteration=state.step)
 
 
 def load_checkpoint(client: redis.Redis, settings: Settings, job_id: str) -> TrainerState | None:

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from worker.settings import Settings
-from worker.state import keys
+from worker.state import job_log, keys
 from worker.state.keys import ACTIVE, FINISHED, STATUSES, JobKeys
 from worker.state.replies import Fields, as_bytes, hash_reply, maybe_bytes, text, transaction
 from zdl.datasets import dataset_shape
@@ -132,6 +132,7 @@ class JobStore:
             pipe.multi()
             for job_id, record in zip(job_ids, records, strict=True):
                 pipe.hset(self.keys(job_id).record, mapping=record)
+                job_log.append(pipe, self.settings, job_id, "queued")
             for index in (keys.jobs_index(self.settings), keys.jobs_index(self.settings, "queued"),
                           stored, keys.owner_index(self.settings, owner, "queued"), keys.pending(self.settings, owner)):
                 pipe.zadd(index, created)
@@ -249,6 +250,8 @@ class JobStore:
                     pipe.zadd(keys.expiring(self.settings), {f"{owner.decode()}:{job_id}": time.time()
                                                              + self.settings.job_ttl_s})
             pipe.publish(k.events, json.dumps(event))
+            if to in FINISHED:
+                job_log.append(pipe, self.settings, job_id, "finished", status=to, why=fields.get("error"))
             return True
 
         return transaction(self.client, move, k.record)
@@ -268,6 +271,7 @@ class JobStore:
             if pipe.hget(k.record, "status") == b"running":  # never re-creates a deleted record
                 pipe.multi()
                 pipe.hset(k.record, "cancel_requested", 1)
+                job_log.append(pipe, self.settings, job_id, "cancel_asked")
 
         self.client.transaction(flag, k.record)
         return self.get(job_id)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zdl.cli import UserError, add_training_arguments, positive_int, training_config, write_run
-from zdl.client import Client, ClientError
+from zdl.client import Client, ClientError, logs_cli
 from zdl.client.connection import DEFAULT_URL
 from zdl.datasets import DATASETS
 from zdl.engine import METHODS
@@ -54,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, default=None, help="write results.json and curves.png here")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=run_sweep)
+    logs_cli.register(subparsers, add_service_arguments, service)
 
 
 def add_service_arguments(p: argparse.ArgumentParser) -> None:
