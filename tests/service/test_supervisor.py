@@ -40,7 +40,7 @@ def started(tmp_path: Path):
 
 
 def test_a_process_that_ran_a_while_is_started_again_at_once(started) -> None:
-    clock, procs, starts = Clock(), [started("blocks1", "import sys; sys.exit(0)")], []
+    clock, procs, starts = Clock(), [started("blocks1", "import time; time.sleep(60)")], []
 
     def restart(proc: Managed) -> Managed:
         fresh = started(proc.name, "import time; time.sleep(60)")
@@ -49,9 +49,9 @@ def test_a_process_that_ran_a_while_is_started_again_at_once(started) -> None:
         return fresh
 
     supervisor = Supervisor(lambda: procs, restart, clock=clock, min_uptime_s=10)
-    assert supervisor.check() == []  # alive, or not yet seen to exit
-    procs[0].popen.wait()
-    clock.now += 30  # it ran 30 s
+    assert supervisor.check() == []  # alive
+    clock.now += 30
+    processes.stop([procs[0]])  # SIGTERM after 30 s
     assert supervisor.check() == ["blocks1"] and starts == [clock.now]
     assert procs[0].alive() and procs[0].name == "blocks1"
 
@@ -67,14 +67,14 @@ def test_a_process_failing_at_start_is_retried_with_backoff_then_given_up(starte
         return fresh
 
     supervisor = Supervisor(lambda: procs, restart, clock=clock, min_uptime_s=10, max_failures=4, base_delay_s=1)
-    supervisor.check()  # first look: it started now
     procs[0].popen.wait()
     with pytest.raises(GaveUp, match=r"(?s)api exited 4 times in a row .* code 3.*port taken") as gave_up:
         for _ in range(100):
             supervisor.check()
             clock.now += 0.25
-    # delays of 2 and 4 s after each exit, seen 0.25 s after its start (the first delay, 1 s, precedes starts[0])
-    assert [round(b - a, 2) for a, b in zip(starts, starts[1:], strict=False)] == [2.25, 4.25]
+    # the first exit is the end of a run (a process is first seen running): started again at once; then exits at
+    # start, each seen 0.25 s after its start, and started again after 1, 2 and 4 s; the 4th in a row gives up
+    assert [round(b - a, 2) for a, b in zip(starts, starts[1:], strict=False)] == [1.25, 2.25, 4.25]
     assert "port taken" in str(gave_up.value)
 
 
@@ -87,10 +87,11 @@ def test_a_failure_is_forgiven_once_the_process_runs_long_enough(started) -> Non
         return procs[0]
 
     supervisor = Supervisor(lambda: procs, restart, clock=clock, min_uptime_s=10, max_failures=2, base_delay_s=1)
-    supervisor.check()
+    procs[0].popen.wait()
+    assert supervisor.check() == ["coordinator"]  # first seen running: its exit ends a run, started again at once
     procs[0].popen.wait()
     clock.now += 1
-    supervisor.check()  # exit at start: failure 1, retry in 1 s
+    assert supervisor.check() == []  # an exit at start: failure 1, started again in 1 s
     fresh_code[0] = "import time; time.sleep(60)"
     clock.now += 1
     assert supervisor.check() == ["coordinator"]
@@ -98,7 +99,7 @@ def test_a_failure_is_forgiven_once_the_process_runs_long_enough(started) -> Non
     supervisor.check()  # ran 20 s: forgiven
     processes.stop([procs[0]])
     clock.now += 1
-    assert supervisor.check() == ["coordinator"]  # a long run ended: at once, no failure counted
+    assert supervisor.check() == ["coordinator"]  # a long run ended: at once, and no failure counted (max 2)
 
 
 def test_redis_exiting_stops_the_cluster(started) -> None:

@@ -51,7 +51,8 @@ class Supervisor:
         """Start again every dead process whose delay has passed; returns their names. Raises GaveUp."""
         now, restarted = self.clock(), []
         for proc in self.processes():
-            state = self._state.setdefault(proc.name, Restarts(started=now))
+            # first seen: it has passed the cluster's start-up checks, so it counts as having run a while
+            state = self._state.setdefault(proc.name, Restarts(started=now - self.min_uptime_s))
             if proc.alive():
                 if state.failures and now - state.started >= self.min_uptime_s:
                     state.failures = 0  # it ran long enough this time: past failures are forgiven
