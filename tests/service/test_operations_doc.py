@@ -102,22 +102,37 @@ def run(shell: dict[str, object], heading: str, env: dict[str, str] | None = Non
     text = block(DOC, heading)
     for old, new in shell["substitute"].items():  # type: ignore[attr-defined]
         text = text.replace(old, new)
+    background = text.rstrip().endswith("&")  # it starts a service and leaves it running: output to a file
+    output = open(Path(shell["cwd"]) / f"{heading}.out", "w") if background else subprocess.PIPE  # type: ignore[arg-type]
     popen = subprocess.Popen(["bash", "-euo", "pipefail", "-c", text], cwd=shell["cwd"],  # type: ignore[arg-type]
-                             env={**shell["env"], **(env or {})}, stdout=subprocess.PIPE,  # type: ignore[dict-item]
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+                             env={**shell["env"], **(env or {})}, stdout=output,  # type: ignore[dict-item]
+                             stderr=subprocess.STDOUT if background else subprocess.PIPE, text=True,
+                             start_new_session=True)
     shell["groups"].append(popen.pid)  # type: ignore[attr-defined]
-    if text.rstrip().endswith("&"):  # it starts a service and leaves it running: its output is not awaited
+    if background:
         return ""
-    out, err = popen.communicate(timeout=300)
+    try:
+        out, err = popen.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        out, err = popen.communicate()
+        raise AssertionError(f"{heading}: still running after 180 s\n{out}\n{err}") from None
     assert popen.returncode == 0, f"{heading}: exit {popen.returncode}\n{text}\n{out}\n{err}"
     return out
 
 
 def wait_ready(url: str, port: int) -> None:
     deadline = time.monotonic() + 180
-    while not (port_open(port) and httpx.get(f"{url}/readyz", timeout=5).status_code == 200):
+    while not ready(url, port):
         assert time.monotonic() < deadline, "the service never became ready"
         time.sleep(0.5)
+
+
+def ready(url: str, port: int) -> bool:
+    try:
+        return port_open(port) and httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.TransportError:  # the API is starting, or being replaced
+        return False
 
 
 def test_the_operators_path(operator: dict[str, object], tmp_path: Path) -> None:
