@@ -43,7 +43,8 @@ def operator_access(state_dir: Path | None) -> tuple[RedisAddress, str]:
     if state_dir is not None:
         try:
             host, _, port = (state_dir / REDIS_ADDRESS_FILE).read_text().strip().rpartition(":")
-            password = (state_dir / OPERATOR_PASSWORD_FILE).read_text().strip()
+            password = os.environ.get(backup.OPERATOR_PASSWORD_ENV) or \
+                (state_dir / OPERATOR_PASSWORD_FILE).read_text().strip()
         except FileNotFoundError as exc:
             raise BackupError(f"{state_dir} holds no running cluster's Redis ({exc.filename} is missing): start "
                               f"it with `zdl cluster up --state-dir {state_dir}`") from None
