@@ -67,10 +67,12 @@ async def identify(request: Request, credentials: HTTPAuthorizationCredentials |
 
 async def require_owner(request: Request,
                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-    """The caller's owner id (the Caller is kept on `request.state.caller` for `is_admin`)."""
+    """The caller's owner id (the Caller is kept on `request.state.caller` for `is_admin`, and its key's name
+    on `request.state.key_name` for the access log: never the key itself)."""
     caller: Caller | None = getattr(request.state, "caller", None)
     if caller is None:
         caller = request.state.caller = await identify(request, credentials)
+        request.state.key_name = caller.name
     return caller.owner
 
 

@@ -16,14 +16,16 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from api import errors
+from api.access_log import AccessLog
 from api.limits import BodySizeLimit
-from api.routes import admin, docs, health, jobs, metrics, pages, plots, sweeps
+from api.routes import admin, docs, health, job_log, jobs, metrics, pages, plots, sweeps
 from api.stream_hub import EventHub
 from worker.celery_app.app import job_queue
 from worker.scheduling.admission import machine_speed_of
 from worker.settings import Settings, get_settings
 from worker.state.apikeys import KeyRegistry
 from worker.state.headroom import quota_warning
+from worker.telemetry import structured_log
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        structured_log.configure("api", settings)
         retry = Retry(BACKOFF, RETRIES)
         app.state.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10,
                                                health_check_interval=30, retry=retry)
@@ -79,8 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.job_queue = job_queue(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)  # added last: outermost, so it sees every response, 413s included
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(job_log.router)
     app.include_router(sweeps.router)
     app.include_router(admin.router)
     app.include_router(admin.usage_router)

@@ -21,12 +21,14 @@ API_FACE = frozenset({
     "worker.state.apikeys", "worker.state.usage", "worker.scheduling.queue_order", "worker.scheduling.busy",
     # the store's room (admission refuses new work past its high-water mark)
     "worker.state.headroom",
+    # structured logs and each job's event log (the access log, a job's log for its owner)
+    "worker.telemetry.structured_log", "worker.state.job_log",
 })
 #: The Celery app module is imported only where tasks are sent or run.
 CELERY_APP = "worker.celery_app.app"
 APP_IMPORTERS = frozenset({"worker.celery_app.tasks", "api.main"})
 #: worker/'s sub-packages, each importing only those below it (a set: neither imports the other).
-WORKER_LAYERS = ({"celery_app", "cluster"}, "coordinator", "gang", "fanout", "scheduling", "state", "settings")
+WORKER_LAYERS = ({"celery_app", "cluster"}, "coordinator", "gang", "fanout", "scheduling", "state", "telemetry", "settings")
 
 MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 60

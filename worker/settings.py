@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     max_streams_per_key: int = Field(default=8, ge=1)
     #: An event stream ends after this long (the browser's EventSource, and the client, reconnect).
     max_stream_s: float = Field(default=600.0, gt=0)
+    #: Structured logs (worker/telemetry/structured_log.py): JSON lines to stderr and, when set, to rotating files
+    #: `<process>.jsonl` in this directory (`zdl cluster up --log-dir`), each up to `log_file_mb`, `log_files` kept.
+    log_dir: str = ""
+    log_file_mb: float = Field(default=10.0, gt=0)
+    log_files: int = Field(default=5, ge=1)
     #: Request bodies larger than this are refused with 413 (a job body is a few hundred bytes).
     max_body_bytes: int = Field(default=65536, ge=1024)
 

@@ -15,15 +15,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 import httpx
 from pydantic import SecretStr
 
-from worker.cluster import processes
+from worker.cluster import backup_cli, processes
 from worker.cluster.launcher import SECRET_KEY_FILE, LocalCluster, redacted, stored_secret, write_secret
 from worker.cluster.record import ClusterRecord, remove_record, stop_cluster
+from worker.cluster.supervisor import GaveUp, Supervisor
 from worker.settings import Settings
 from zdl.cli import UserError
 from zdl.paths import API_KEY_FILE, URL_FILE, default_state_dir
@@ -46,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="jobs that run at once (default $ZDL_COORDINATORS or 4); more wait in the fair queue")
     up.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000; 0: any free)")
     up.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
+    up.add_argument("--log-dir", type=Path, default=None,
+                    help="each process's JSON-lines log (rotating <name>.jsonl) and output (default <state dir>/logs)")
     up.add_argument("--detach", action="store_true",
                     help="run in the background; return once the API answers (`zdl cluster down` stops it)")
     add_state_dir_argument(up)
@@ -57,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down = actions.add_parser("down", help="stop the cluster started from the state dir: every process it started")
     add_state_dir_argument(down)
     down.set_defaults(func=run_down)
+    backup_cli.register(subparsers)
 
 
 def add_state_dir_argument(p: argparse.ArgumentParser) -> None:
@@ -94,7 +99,9 @@ def run_up(args: argparse.Namespace) -> int:
     if args.detach:
         return start_detached(args, state_dir)
     secret = os.environ.get("ZDL_SECRET_KEY") or stored_secret(state_dir, SECRET_KEY_FILE)
-    chosen = {"redis_url": args.redis_url, "block_threads": args.threads, "coordinators": args.coordinators}
+    log_dir = (args.log_dir or state_dir / "logs").resolve()
+    chosen = {"redis_url": args.redis_url, "block_threads": args.threads, "coordinators": args.coordinators,
+              "log_dir": str(log_dir)}
     settings = Settings(secret_key=SecretStr(secret), **{k: v for k, v in chosen.items() if v is not None})
     key_path = None
     if not settings.api_key_list:  # never run without a key: this state dir's own, made once and kept
@@ -124,7 +131,8 @@ def run_up(args: argparse.Namespace) -> int:
         write_secret(state_dir / URL_FILE, cluster.url + "\n")
         ClusterRecord.of(cluster.url, ports, cluster.processes, ready=True).write(state_dir)
         announce(cluster, args.workers, key_path)
-        return supervise(cluster, stop)
+        return supervise(cluster, stop, lambda: ClusterRecord.of(cluster.url, ports, cluster.processes,
+                                                                  ready=True).write(state_dir))
     finally:
         cluster.stop()
         remove_record(state_dir)
@@ -140,13 +148,19 @@ def announce(cluster: LocalCluster, workers: int, key_path: Path | None) -> None
             "and zdl.client.Client() find it")
 
 
-def supervise(cluster: LocalCluster, stop: threading.Event) -> int:
-    """Watch the cluster until a signal asks it to stop (0) or one of its processes dies (1)."""
-    while not stop.wait(1.0):
-        dead = [p for p in cluster.processes if not p.alive()]
-        if dead:
-            sys.stderr.write(f"zdl cluster: {dead[0].name} exited (code {dead[0].popen.returncode}); stopping. "
-                             f"Its log ends:\n{dead[0].log_tail(1500)}\n")
+def supervise(cluster: LocalCluster, stop: threading.Event, record: Callable[[], object]) -> int:
+    """Watch the cluster until a signal asks it to stop (0): a worker or the API that exits is started again
+    under its name (with backoff, worker/cluster/supervisor.py); 1 when one keeps failing at start or a Redis
+    server exits."""
+    supervisor = Supervisor(lambda: cluster.processes, cluster.restart_process,
+                            critical=lambda proc: proc in (cluster.redis, cluster.step_redis, cluster.broker_redis))
+    while not stop.wait(0.5):
+        try:
+            for name in supervisor.check():
+                sys.stderr.write(f"zdl cluster: {name} exited; started it again\n")
+                record()  # `zdl cluster down` stops the new process too
+        except GaveUp as exc:
+            sys.stderr.write(f"zdl cluster: {exc}\nstopping.\n")
             return 1
     say("stopping ...")
     return 0
@@ -162,6 +176,7 @@ def start_detached(args: argparse.Namespace, state_dir: Path) -> int:
     command += ["--threads", str(args.threads)] if args.threads is not None else []
     command += ["--coordinators", str(args.coordinators)] if args.coordinators is not None else []
     command += ["--redis-url", args.redis_url] if args.redis_url else []
+    command += ["--log-dir", str(args.log_dir.resolve())] if args.log_dir else []
     with open(log_path, "ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, cwd=state_dir)

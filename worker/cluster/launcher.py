@@ -5,8 +5,9 @@ or an existing server given with --redis-url. Two are started: one keeps job rec
 weights (append-only file), the other carries step data and keeps nothing on disk (see
 `Settings.step_redis_url`). Both are locked: a password generated once and kept in the state dir (mode
 0600), the application's user without administrative commands (worker/cluster/redis_auth.py), and a memory
-limit past which writes are refused rather than anything evicted. `zdl cluster up` (worker/cluster/commands.py)
-runs one; the tests and benchmarks run theirs through the same class.
+limit past which writes are refused rather than anything evicted. A worker or the API that exits is started
+again under its name (worker/cluster/supervisor.py). `zdl cluster up` (worker/cluster/commands.py) runs one;
+the tests and benchmarks run theirs through the same class.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 import redis
 from pydantic import SecretStr
 
-from worker.cluster import processes
+from worker.cluster import backup_cli, processes
+from worker.cluster.backup import OPERATOR_PASSWORD_ENV
 from worker.cluster.processes import Managed
 from worker.cluster.redis_auth import APP_USER, acl_file_text
 from worker.scheduling.heartbeat import alive_workers
@@ -40,7 +42,9 @@ class LocalCluster:
         variables for the workers and the API (e.g. ZDL_DATA_DIR); persist: Redis append-only file in
         state_dir; step_redis: with start_redis, a second Redis for step data (else the first carries it).
         Without a ZDL_SECRET_KEY, the one kept in state_dir is used (made on first use)."""
-        self.state_dir, self.log_dir = state_dir, state_dir / "logs"
+        #: Each process's captured output (<name>.log) and, when settings.log_dir is set, its JSON lines.
+        self.state_dir, self.log_dir = state_dir, Path(settings.log_dir) if settings and settings.log_dir else \
+            state_dir / "logs"
         self.persist, self.extra_env = persist, dict(env or {})
         #: Variables for the block workers only, over the others (a benchmark points them at Redis through a
         #: proxy that adds network latency, as for workers on other machines).
@@ -57,7 +61,8 @@ class LocalCluster:
             settings = settings.model_copy(update={"secret_key": SecretStr(stored_secret(state_dir, SECRET_KEY_FILE))})
         if start_redis:
             password = stored_secret(state_dir, REDIS_PASSWORD_FILE)
-            self.acl_file = write_secret(state_dir / REDIS_ACL_FILE, acl_file_text(password))
+            operator = os.environ.get(OPERATOR_PASSWORD_ENV) or stored_secret(state_dir, OPERATOR_PASSWORD_FILE)
+            self.acl_file = write_secret(state_dir / REDIS_ACL_FILE, acl_file_text(password, operator))
             settings = settings.model_copy(update={
                 "redis_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.redis_port}/0",
                 "step_redis_url": f"redis://{APP_USER}:{password}@127.0.0.1:{self.step_redis_port}/0"
@@ -141,6 +146,8 @@ class LocalCluster:
                                        maxmemory_mb=memory)
         setattr(self, {"main": "redis", "step": "step_redis", "broker": "broker_redis"}[role], server)
         url = {"main": s.redis_url, "step": s.step_redis_url, "broker": s.broker_url}[role]
+        if role == "main":  # for `zdl backup --state-dir` (the password stays in its own file)
+            (self.state_dir / REDIS_ADDRESS_FILE).write_text(f"127.0.0.1:{port}\n")
         processes.wait_until(lambda: processes.redis_ready(url), timeout_s, f"redis-server ({name})", [server])
         return server
 
@@ -160,21 +167,9 @@ class LocalCluster:
     def replace_dead(self, timeout_s: float = 60.0) -> list[str]:
         """Start a fresh process, of the same name and role, for each worker or API that has died."""
         replaced = []
-        for role in ("coordinator", "extra_coordinators", "blocks"):
-            current = getattr(self, role)
-            procs = current if isinstance(current, list) else [current]
-            for i, proc in enumerate(procs):
-                if proc is None or proc.alive():
-                    continue
-                pool = "prefork" if role != "blocks" else "solo"
-                queue = self.settings.blocks_queue if role == "blocks" else self.settings.coordinator_queue
-                env = {**self.worker_env, **self.block_env} if role == "blocks" else self.worker_env
-                fresh = processes.start_worker(proc.name, queue, self.log_dir, env, pool=pool,
-                                               concurrency=self.coordinator_concurrency if pool == "prefork" else 1)
-                if isinstance(current, list):
-                    current[i] = fresh
-                else:
-                    setattr(self, role, fresh)
+        for proc in [*([self.coordinator] if self.coordinator else []), *self.extra_coordinators, *self.blocks]:
+            if not proc.alive():
+                self.restart_process(proc)
                 replaced.append(proc.name)
         if self.api is not None and not self.api.alive():
             self.restart_api(timeout_s)
@@ -185,6 +180,27 @@ class LocalCluster:
                              and self._alive(client, self.settings.coordinator_queue) >= self.n_coordinators,
                              timeout_s, "the replaced workers", self.processes)
         return replaced
+
+    def restart_process(self, proc: Managed) -> Managed:
+        """Start a fresh process of `proc`'s name and role in its place (without waiting for it; `proc` should
+        have exited). The supervisor of `zdl cluster up` (worker/cluster/supervisor.py) calls this."""
+        if proc is self.api:
+            self.api = processes.start_api(self.port, self.log_dir, self.env, host=self.settings.api_host)
+            return self.api
+        if proc in self.blocks:
+            fresh = processes.start_worker(proc.name, self.settings.blocks_queue, self.log_dir,
+                                           {**self.worker_env, **self.block_env})
+            self.blocks[self.blocks.index(proc)] = fresh
+            return fresh
+        fresh = processes.start_worker(proc.name, self.settings.coordinator_queue, self.log_dir, self.worker_env,
+                                       pool="prefork", concurrency=self.coordinator_concurrency)
+        if proc is self.coordinator:
+            self.coordinator = fresh
+        elif proc in self.extra_coordinators:
+            self.extra_coordinators[self.extra_coordinators.index(proc)] = fresh
+        else:
+            raise ValueError(f"{proc.name} is not a worker or the API of this cluster")
+        return fresh
 
     def restart_api(self, timeout_s: float = 60.0) -> None:
         """Stop the API (SIGTERM) and start a new one on the same port."""
@@ -222,9 +238,11 @@ def redacted(url: str) -> str:
 #: Variables only the API reads: the workers never see a key or the secret that makes owner ids of them.
 API_ONLY_VARIABLES = frozenset({"ZDL_API_KEYS", "ZDL_ADMIN_KEYS", "ZDL_SECRET_KEY", "ZDL_API_HOST"})
 
+
 SECRET_KEY_FILE = "secret-key"
 REDIS_PASSWORD_FILE = "redis-password"
 REDIS_ACL_FILE = "redis-users.acl"
+OPERATOR_PASSWORD_FILE, REDIS_ADDRESS_FILE = backup_cli.OPERATOR_PASSWORD_FILE, backup_cli.REDIS_ADDRESS_FILE
 
 
 def private_dir(path: Path) -> Path:

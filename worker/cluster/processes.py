@@ -21,6 +21,8 @@ from pathlib import Path
 
 import redis
 
+from worker.telemetry.structured_log import PROCESS_NAME_ENV
+
 log = logging.getLogger(__name__)
 
 #: Every worker is single-threaded. Block workers: N workers on N cores. The coordinator too: idle
@@ -100,7 +102,8 @@ def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | No
     log_path = log_dir / f"{name}.log"
     with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=log_dir,
-                                 env={**os.environ, **(env or {})}, start_new_session=True, umask=0o077,
+                                 env={**os.environ, **(env or {}), PROCESS_NAME_ENV: name}, start_new_session=True,
+                                 umask=0o077,
                                  preexec_fn=(lambda: lower_priority(nice)) if nice else None)
     log.info("started %s (pid %d): %s", name, popen.pid, " ".join(args))
     return Managed(name, popen, log_path)

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from worker.coordinator.job_events import log_start
 from worker.coordinator.reporter import StepReporter, StepTimings
 from worker.coordinator.runs import JobRun, Senders, run_fanout, run_gang
 from worker.scheduling.heartbeat import alive_workers
@@ -126,6 +127,9 @@ def _open_run(job_id: str, client: redis.Redis, data: StepData, store: JobStore,
         blocks = plan(spec, store.settings, live).groups
         if not store.transition(job_id, "running", ["queued"], started_at=time.time(), worker=worker, blocks=blocks):
             return None  # cancelled meanwhile
+    log_start(client, store.settings, job_id, record=record, worker=worker, blocks=blocks,
+              hidden_size=spec.model.hidden_size, gradient=spec.gradient.method,
+              redis_epochs=_redis_epochs(client, data))
     run = _start_run(client, data, store, job_id)
     return JobRun(job_id, record["owner"], spec, blocks, run, resuming, live, record.get("started_at"), client, data,
                   store)

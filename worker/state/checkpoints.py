@@ -21,9 +21,10 @@ import redis
 from numpy.typing import NDArray
 
 from worker.settings import Settings
+from worker.state import job_log
 from worker.state.frames import pack, unpack
 from worker.state.keys import JobKeys
-from worker.state.replies import hash_reply
+from worker.state.replies import as_bytes, hash_reply
 from zdl.history import History
 from zdl.nets import PARAM_NAMES
 from zdl.train import TrainerState
@@ -64,6 +65,13 @@ def queue_checkpoint(pipe: redis.client.Pipeline, settings: Settings, job_id: st
     """Queue the writing of `state` on `pipe` (one HSET: a reader sees the old checkpoint or the new one)."""
     pipe.hset(JobKeys.of(settings, job_id).checkpoint,
               mapping={"state": encode_state(state), "history": state.history.to_json()})
+    job_log.append(pipe, settings, job_id, "checkpoint", iteration=state.step)
+
+
+def checkpoint_step(client: redis.Redis, settings: Settings, job_id: str) -> int:
+    """The iteration of the job's last checkpoint (0 if it has none), read from the frame's header only."""
+    raw = client.hget(JobKeys.of(settings, job_id).checkpoint, "state")
+    return int(json.loads(as_bytes(raw).partition(b"\n")[0])["step"]) if raw else 0
 
 
 def load_checkpoint(client: redis.Redis, settings: Settings, job_id: str) -> TrainerState | None:

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from worker.settings import Settings
-from worker.state import keys
+from worker.state import job_log, keys
 from worker.state.apikeys import limits_of
 from worker.state.cancel import CANCEL_FIELD
 from worker.state.headroom import ending_transaction, ending_write
@@ -105,6 +105,7 @@ class JobStore:
             pipe.multi()
             for job_id, record in zip(job_ids, records, strict=True):
                 pipe.hset(self.keys(job_id).record, mapping=record)
+                job_log.append(pipe, self.settings, job_id, "queued")
             for index in (keys.jobs_index(self.settings), keys.jobs_index(self.settings, "queued"),
                           stored, keys.owner_index(self.settings, owner, "queued"), keys.pending(self.settings, owner)):
                 pipe.zadd(index, created)
@@ -201,6 +202,8 @@ class JobStore:
                     pipe.zadd(keys.expiring(self.settings), {f"{owner.decode()}:{job_id}": time.time()
                                                              + self.settings.job_ttl_s})
             pipe.publish(k.events, json.dumps(event))
+            if to in FINISHED:
+                job_log.append(pipe, self.settings, job_id, "finished", status=to, why=fields.get("error"))
             return True
 
         return ending_transaction(self.client, self.settings, move, k.record, guard=(k.record, "status"))
@@ -220,6 +223,7 @@ class JobStore:
             if pipe.hget(k.record, "status") == b"running":  # never re-creates a deleted record
                 pipe.multi()
                 pipe.hset(k.record, CANCEL_FIELD, 1)
+                job_log.append(pipe, self.settings, job_id, "cancel_asked")
 
         ending_transaction(self.client, self.settings, flag, k.record, guard=(k.record, "status"))
         return self.get(job_id)

@@ -7,6 +7,7 @@
     <p>:job:<id>:weights         string  the final weights, .npz bytes
     <p>:job:<id>:events          channel pub/sub progress and status events (for SSE)
     <p>:job:<id>:checkpoint      hash    the trainer state (a frame: step, RNG, shapes, float64 params) and history
+    <p>:job:<id>:log             list    the job's event log for its owner (JSON; worker/state/job_log.py)
     <p>:job:<id>:lease           string  the run token of the process coordinating the job (expiring)
     <p>:job:<id>:resume          string  set when a worker re-enqueues an orphaned job, until a coordinator takes it
     <p>:jobs / <p>:jobs:<status> zset    job ids by creation time, all and per status (metrics, recovery)
@@ -68,9 +69,14 @@ class JobKeys:
         return cls(base, f"{base}:loss", f"{base}:epochs", f"{base}:history", f"{base}:weights", f"{base}:events",
                    f"{base}:checkpoint", f"{base}:lease", f"{base}:resume")
 
+    @property
+    def log(self) -> str:
+        """The job's event log for its owner (worker/state/job_log.py)."""
+        return f"{self.record}:log"
+
     def data_keys(self) -> list[str]:
         """Everything stored for the job (the events channel is not a key)."""
-        return [self.record, self.loss, self.epochs, self.history, self.weights, self.checkpoint]
+        return [self.record, self.loss, self.epochs, self.history, self.weights, self.checkpoint, self.log]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zdl.cli import UserError, add_training_arguments, positive_int, training_config, write_run
+from zdl.client import logs_cli
 from zdl.client.commands import add_service_arguments, say, service, table
 from zdl.datasets import DATASETS
 from zdl.engine import METHODS
@@ -62,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, default=None, help="write results.json and curves.png here")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=run_sweep)
+    logs_cli.register(subparsers, add_service_arguments, service)
 
 
 def run_submit(args: argparse.Namespace) -> int:

@@ -95,6 +95,11 @@ class Job:
         title = f"job {self.id[:8]} ({self.record['status']}): {describe_spec(self.record['spec'])}"
         return training_figure({"": self.history}, title=title)
 
+    def log(self) -> list[dict[str, Any]]:
+        """The job's event log, oldest first: queued, started where and how, checkpoints, resumed and why,
+        cancel asked, finished and why (each a dict with `time`, `event` and its details)."""
+        return list(self.connection.json("GET", f"/v1/jobs/{self.id}/log")["events"])
+
     def cancel(self) -> Job:
         """Cancel it: a queued job at once, a running one at its next iteration; a finished one is left as it is."""
         self.record = self.connection.json("POST", f"/v1/jobs/{self.id}/cancel")
