@@ -31,6 +31,7 @@ import redis
 
 from worker.settings import Settings
 from worker.state.replies import transaction
+from worker.state.scripts import set_unlogged_nx
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def refill_reserve(client: redis.Redis, settings: Settings) -> bool:
         return True
     if memory(client).room(settings) < size:
         return False
-    return bool(client.set(key, b"\0" * size, nx=True))
+    return set_unlogged_nx(client, key, b"\0" * size)  # ballast: memory only, never the append-only file
 
 
 def quota_warning(client: redis.Redis, settings: Settings, n_keys: int) -> str | None:

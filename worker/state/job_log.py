@@ -53,10 +53,13 @@ def append(client: redis.Redis | redis.client.Pipeline, settings: Settings, job_
     """Add an event to the job's log (on a pipeline: queued with its other writes)."""
     now = round(time.time(), 3)
     entry = {"time": now, "event": event, **{k: _bounded(v) for k, v in fields.items() if v is not None}}
-    if event == "checkpoint":
-        entry.update(count=1, last_iteration=fields["iteration"], last_time=now)
-    client.eval(_APPEND, 1, JobKeys.of(settings, job_id).log, json.dumps(entry),
-                "1" if event == "checkpoint" else "0", str(fields.get("iteration", 0)), str(now), str(MAX_EVENTS))
+    key = JobKeys.of(settings, job_id).log
+    if event != "checkpoint":  # plain commands: an ending write may be replayed as a script on a full store
+        client.rpush(key, json.dumps(entry))
+        client.ltrim(key, -MAX_EVENTS, -1)
+        return
+    entry.update(count=1, last_iteration=fields["iteration"], last_time=now)
+    client.eval(_APPEND, 1, key, json.dumps(entry), "1", str(fields.get("iteration", 0)), str(now), str(MAX_EVENTS))
 
 
 def read(client: redis.Redis, settings: Settings, job_id: str) -> list[dict[str, Any]]:

@@ -32,6 +32,13 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return length
 """
 
+#: The store's reserve (worker/state/headroom.py) is ballast held in memory only: it stays out of the
+#: append-only file too (a restarted Redis gets it back from the next heartbeat).
+_SET_UNLOGGED_NX = """
+redis.set_repl(redis.REPL_NONE)
+return redis.call('SET', KEYS[1], ARGV[1], 'NX')
+"""
+
 
 def enter(client: redis.Redis, listing: str, member: str, value: str) -> bool:
     """Mark `member` of the hash `listing` as `value` (the worker now serving it) if it is still listed;
@@ -47,3 +54,8 @@ def set_unlogged(client: redis.Redis, pipe: redis.client.Pipeline, key: str, val
 def push_unlogged(client: redis.Redis, pipe: redis.client.Pipeline, key: str, value: bytes, ttl_s: int) -> None:
     """Queue on `pipe` (of `client`) an RPUSH and an expiry that stay out of the append-only file."""
     client.register_script(_PUSH_UNLOGGED)(keys=[key], args=[value, ttl_s], client=pipe)
+
+
+def set_unlogged_nx(client: redis.Redis, key: str, value: bytes) -> bool:
+    """SET `key` (no expiry) if it does not exist, without entering the append-only file; True if set."""
+    return bool(client.register_script(_SET_UNLOGGED_NX)(keys=[key], args=[value]))
