@@ -58,17 +58,18 @@ def hidden_series(z1, e, s, e_t, labels, w2t, wp, r, n, u_lo, u_hi, mom, coef, o
     for c in range(e.shape[1]):
         e_nc = e[n, c]
         for m in range(1, ORDER + 1):
-            mom_m, wp_mc = mom[m], wp[m, c]
+            mom_m, wp_mc = mom[m], wp[m, c, u_lo:u_hi]  # views indexed from 0 (see below)
             for jj in range(units):
-                mom_m[jj] += e_nc * wp_mc[u_lo + jj]
-    z1_n, wt_n = z1[n], w2t[labels[n]]
+                mom_m[jj] += e_nc * wp_mc[jj]
+    z1_n, wt_n = z1[n, u_lo:u_hi], w2t[labels[n], u_lo:u_hi]  # indexed from 0: no negative-index
+    # wraparound in the loops, so that their loads stay consecutive and they vectorize
     s_n, e_tn = s[n], e_t[n]
     m1, m2, m3, m4, m5, m6, m7 = mom[1], mom[2], mom[3], mom[4], mom[5], mom[6], mom[7]
     c1s, c3s, c5s, c7s = coef[0, at : at + units], coef[1, at : at + units], coef[2, at : at + units], \
         coef[3, at : at + units]
     for jj in range(units):  # straight-line arithmetic only: this loop vectorizes
-        z = z1_n[u_lo + jj]
-        c1s[jj], c3s[jj], c5s[jj], c7s[jj] = hidden_terms(z, 1.0 - z, wt_n[u_lo + jj], s_n, e_tn, m1[jj], m2[jj],
+        z = z1_n[jj]
+        c1s[jj], c3s[jj], c5s[jj], c7s[jj] = hidden_terms(z, 1.0 - z, wt_n[jj], s_n, e_tn, m1[jj], m2[jj],
                                                           m3[jj], m4[jj], m5[jj], m6[jj], m7[jj])
     marked = 0
     for jj in range(units):
