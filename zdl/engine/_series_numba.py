@@ -96,8 +96,8 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
     `rows`; a row equal to input_size is b1, v = 1), or for a (sample, unit) past the bound the evaluated
     kernel's (l(+) - l(-)) / 2h; every entry sums its samples in ascending order.
 
-    The additions go block by block of acc (TILE units, ROW_BLOCK rows), each entry still summing its
-    samples in ascending order, so that a block stays in cache for all samples."""
+    The additions go block by block of acc (up to TILE units, BLOCK_ENTRIES in all), each entry still
+    summing its samples in ascending order, so that a block stays in cache for all samples."""
     units = u_hi - u_lo
     count = n_hi - n_lo
     coef = np.empty((4, count * units))  # c1, c3, c5, c7 of each (sample, unit), sample-major
@@ -117,7 +117,8 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
     for t_lo in range(0, units, TILE):
         t_hi = min(t_lo + TILE, units)
         reached[:] = entry_start[:count]
-        for block_end in range(ROW_BLOCK, len(rows) + ROW_BLOCK, ROW_BLOCK):  # rows r < block_end
+        row_block = max(1, BLOCK_ENTRIES // (t_hi - t_lo))
+        for block_end in range(row_block, len(rows) + row_block, row_block):  # rows r < block_end
             for n in range(n_lo, n_hi):
                 base = (n - n_lo) * units
                 q_lo = q_hi = reached[n - n_lo]
@@ -141,10 +142,11 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
                         acc_row[jj] += a * c1[jj] + b * c3[jj] + c * c5[jj]
 
 
-#: Hidden units and rows whose accumulators are updated together: a ROW_BLOCK x TILE block of acc (32 KiB)
-#: stays in the L1 cache while every sample adds its entries of those rows.
-TILE = 64
-ROW_BLOCK = 64
+#: Hidden units and accumulators updated together: a block of acc of TILE units (or fewer) and as many rows
+#: as make BLOCK_ENTRIES (32 KiB) stays in the L1 cache while every sample adds its entries of those rows;
+#: wide tiles make each entry's loop long, so that its fixed cost (views, alias checks) is spread thin.
+TILE = 256
+BLOCK_ENTRIES = 4096
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
