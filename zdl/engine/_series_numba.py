@@ -114,8 +114,9 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
         hv2 = (H * v) * (H * v)
         weights[q, 0], weights[q, 1], weights[q, 2] = v, v * hv2, v * hv2 * hv2
     reached = np.empty(count, np.int64)  # per sample: its first entry not yet added in this tile
-    for t_lo in range(0, units, TILE):
-        t_hi = min(t_lo + TILE, units)
+    width = max(1, -(-units // max(1, -(-units // TILE))))  # tiles of equal width, at most TILE
+    for t_lo in range(0, units, width):
+        t_hi = min(t_lo + width, units)
         reached[:] = entry_start[:count]
         row_block = max(1, BLOCK_ENTRIES // (t_hi - t_lo))
         for block_end in range(row_block, len(rows) + row_block, row_block):  # rows r < block_end
@@ -142,10 +143,11 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
                         acc_row[jj] += a * c1[jj] + b * c3[jj] + c * c5[jj]
 
 
-#: Hidden units and accumulators updated together: a block of acc of TILE units (or fewer) and as many rows
-#: as make BLOCK_ENTRIES (32 KiB) stays in the L1 cache while every sample adds its entries of those rows;
-#: wide tiles make each entry's loop long, so that its fixed cost (views, alias checks) is spread thin.
-TILE = 256
+#: Hidden units and accumulators updated together: a block of acc of at most TILE units (the units split in
+#: tiles of equal width) and as many rows as make BLOCK_ENTRIES (32 KiB) stays in the L1 cache while every
+#: sample adds its entries of those rows; wide tiles make each entry's loop long, so that its fixed cost
+#: (views, alias checks) is spread thin.
+TILE = 512
 BLOCK_ENTRIES = 4096
 
 
