@@ -58,17 +58,18 @@ def hidden_series(z1, e, s, e_t, labels, w2t, wp, r, n, u_lo, u_hi, mom, coef, o
     for c in range(e.shape[1]):
         e_nc = e[n, c]
         for m in range(1, ORDER + 1):
-            mom_m, wp_mc = mom[m], wp[m, c]
+            mom_m, wp_mc = mom[m], wp[m, c, u_lo:u_hi]  # views indexed from 0 (see below)
             for jj in range(units):
-                mom_m[jj] += e_nc * wp_mc[u_lo + jj]
-    z1_n, wt_n = z1[n], w2t[labels[n]]
+                mom_m[jj] += e_nc * wp_mc[jj]
+    z1_n, wt_n = z1[n, u_lo:u_hi], w2t[labels[n], u_lo:u_hi]  # indexed from 0: no negative-index
+    # wraparound in the loops, so that their loads stay consecutive and they vectorize
     s_n, e_tn = s[n], e_t[n]
     m1, m2, m3, m4, m5, m6, m7 = mom[1], mom[2], mom[3], mom[4], mom[5], mom[6], mom[7]
     c1s, c3s, c5s, c7s = coef[0, at : at + units], coef[1, at : at + units], coef[2, at : at + units], \
         coef[3, at : at + units]
     for jj in range(units):  # straight-line arithmetic only: this loop vectorizes
-        z = z1_n[u_lo + jj]
-        c1s[jj], c3s[jj], c5s[jj], c7s[jj] = hidden_terms(z, 1.0 - z, wt_n[u_lo + jj], s_n, e_tn, m1[jj], m2[jj],
+        z = z1_n[jj]
+        c1s[jj], c3s[jj], c5s[jj], c7s[jj] = hidden_terms(z, 1.0 - z, wt_n[jj], s_n, e_tn, m1[jj], m2[jj],
                                                           m3[jj], m4[jj], m5[jj], m6[jj], m7[jj])
     marked = 0
     for jj in range(units):
@@ -95,8 +96,8 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
     `rows`; a row equal to input_size is b1, v = 1), or for a (sample, unit) past the bound the evaluated
     kernel's (l(+) - l(-)) / 2h; every entry sums its samples in ascending order.
 
-    The additions go block by block of acc (TILE units, ROW_BLOCK rows), each entry still summing its
-    samples in ascending order, so that a block stays in cache for all samples."""
+    The additions go block by block of acc (up to TILE units, BLOCK_ENTRIES in all), each entry still
+    summing its samples in ascending order, so that a block stays in cache for all samples."""
     units = u_hi - u_lo
     count = n_hi - n_lo
     coef = np.empty((4, count * units))  # c1, c3, c5, c7 of each (sample, unit), sample-major
@@ -113,10 +114,12 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
         hv2 = (H * v) * (H * v)
         weights[q, 0], weights[q, 1], weights[q, 2] = v, v * hv2, v * hv2 * hv2
     reached = np.empty(count, np.int64)  # per sample: its first entry not yet added in this tile
-    for t_lo in range(0, units, TILE):
-        t_hi = min(t_lo + TILE, units)
+    width = max(1, -(-units // max(1, -(-units // TILE))))  # tiles of equal width, at most TILE
+    for t_lo in range(0, units, width):
+        t_hi = min(t_lo + width, units)
         reached[:] = entry_start[:count]
-        for block_end in range(ROW_BLOCK, len(rows) + ROW_BLOCK, ROW_BLOCK):  # rows r < block_end
+        row_block = max(1, BLOCK_ENTRIES // (t_hi - t_lo))
+        for block_end in range(row_block, len(rows) + row_block, row_block):  # rows r < block_end
             for n in range(n_lo, n_hi):
                 base = (n - n_lo) * units
                 q_lo = q_hi = reached[n - n_lo]
@@ -140,10 +143,12 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
                         acc_row[jj] += a * c1[jj] + b * c3[jj] + c * c5[jj]
 
 
-#: Hidden units and rows whose accumulators are updated together: a ROW_BLOCK x TILE block of acc (32 KiB)
-#: stays in the L1 cache while every sample adds its entries of those rows.
-TILE = 64
-ROW_BLOCK = 64
+#: Hidden units and accumulators updated together: a block of acc of at most TILE units (the units split in
+#: tiles of equal width) and as many rows as make BLOCK_ENTRIES (32 KiB) stays in the L1 cache while every
+#: sample adds its entries of those rows; wide tiles make each entry's loop long, so that its fixed cost
+#: (views, alias checks) is spread thin.
+TILE = 512
+BLOCK_ENTRIES = 4096
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
