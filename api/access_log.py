@@ -2,9 +2,10 @@
 
 Each request gets an id (the client's `X-Request-ID` when it is a short token, else a new one), sent back in
 the response's `X-Request-ID` and put on every log line written while the request is served
-(worker/telemetry/structured_log.py). The access line holds the method, the path without its query string, the status,
-the duration and the caller's key name (set by api/auth.py once the key is known); the Authorization header
-is never read here.
+(worker/telemetry/structured_log.py), and kept in the request's state for the error handlers (api/errors.py),
+so the id a failed response shows finds its log lines. The access line holds the method, the path without its
+query string, the status, the duration and the caller's key name (set by api/auth.py once the key is known);
+the Authorization header is never read here.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import re
 import time
 import uuid
 
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.telemetry import structured_log
 
 log = logging.getLogger("zdl.access")
+REQUEST_ID_HEADER = "X-Request-ID"
 _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -32,8 +35,9 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        given = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
         rid = given if _TOKEN.fullmatch(given) else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = rid
         token = structured_log.request_id.set(rid)
         status, began = 500, time.perf_counter()
 
@@ -41,7 +45,7 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
             await send(message)
 
         try:

@@ -9,44 +9,17 @@ operator can find what a user saw without the user ever seeing internals.
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.access_log import REQUEST_ID_HEADER
 from worker.state.headroom import StoreFull
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
-_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-class RequestId:
-    """ASGI middleware: give each request an id (scope state `request_id`) and echo it in the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        sent = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
-        request_id = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex[:16]
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 def request_id(request: Request) -> str:
@@ -70,7 +43,7 @@ def server_side(request: Request, status: int, detail: str) -> JSONResponse:
     """A 5xx body: what the user may know, and the request id that finds the rest in the log."""
     rid = request_id(request)
     return JSONResponse({"detail": f"{detail} (request id {rid})", "request_id": rid}, status_code=status,
-                        headers={REQUEST_ID_HEADER: rid})  # (a 500 is sent from outside the RequestId middleware)
+                        headers={REQUEST_ID_HEADER: rid})  # (a 500 is sent from outside the AccessLog middleware)
 
 
 async def redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
@@ -93,7 +66,6 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_middleware(RequestId)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(redis.RedisError, redis_error)  # type: ignore[arg-type]
     app.add_exception_handler(StoreFull, store_full)  # type: ignore[arg-type]

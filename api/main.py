@@ -47,6 +47,18 @@ def _warn_about_quotas(client: redis.Redis, settings: Settings) -> None:
         log.warning("storage: %s", warning)
 
 
+async def _register_keys(client: redis.Redis, settings: Settings) -> None:
+    """Name and store the keys of ZDL_API_KEYS / ZDL_ADMIN_KEYS (worker/state/apikeys.py), at start; while
+    Redis cannot be reached, again every 2 s (the API starts anyway and answers 503 meanwhile)."""
+    while True:
+        try:
+            await asyncio.to_thread(KeyRegistry(client, settings).bootstrap)
+            return
+        except redis.RedisError as exc:
+            log.warning("could not register the configured API keys yet (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(2.0)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -64,9 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.event_hub = EventHub(app.state.async_redis, settings)
         await app.state.event_hub.start()
         await asyncio.to_thread(machine_speed_of, settings)  # measured now, not in the first job's request
-        await asyncio.to_thread(KeyRegistry(app.state.redis, settings).bootstrap)  # ZDL_API_KEYS, named
+        keys_registered = asyncio.create_task(_register_keys(app.state.redis, settings), name="zdl-key-bootstrap")
+        await asyncio.wait([keys_registered], timeout=10)  # served once the keys are known, unless Redis is away
         gc.freeze()  # start-up objects (FastAPI, pydantic, numpy, matplotlib) are never scanned by the collector
         yield
+        keys_registered.cancel()
         await app.state.event_hub.close()
         app.state.redis.close()
         if app.state.step_redis is not None:

@@ -22,6 +22,7 @@ import pytest
 from worker.cluster.launcher import LocalCluster
 from worker.cluster.processes import redis_server_binary
 from worker.settings import Settings
+from zdl.engine import warm_up
 
 FINISHED = ("succeeded", "failed", "cancelled")
 IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -53,6 +54,14 @@ def write_idx_dataset(directory: Path, data: Dataset) -> None:
             array = np.round(array * 255).astype(np.uint8).reshape(-1, 28, 28)
         header = struct.pack(f">I{array.ndim}I", 2051 if array.ndim == 3 else 2049, *array.shape)
         (directory / name).write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels() -> None:
+    """Compile the engine's kernels once, into Numba's on-disk cache, before any cluster starts: its workers
+    then load them instead of each compiling them at once (a fresh checkout on a busy machine could take
+    longer than a cluster's start is given)."""
+    warm_up()
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,7 @@ def test_redis_trouble_answers_without_internals_and_with_a_request_id(app_clien
 def test_every_response_carries_a_request_id(api) -> None:
     assert re.fullmatch(r"[0-9a-f]{16}", api.get("/healthz").headers["x-request-id"])
     assert api.get("/v1/jobs", headers={"X-Request-ID": "abc-1"}).headers["x-request-id"] == "abc-1"
+    assert len(api.get("/healthz").headers.get_list("x-request-id")) == 1  # one id, one header
 
 
 def test_metrics_count_the_callers_jobs_only_unless_admin(app_client, keys) -> None:
@@ -140,8 +141,8 @@ def test_a_job_over_its_time_limit_ends_failed(strict_cluster, keys, small_job) 
 
 @pytest.fixture(scope="module")
 def one_worker_cluster(service_root, service_env, fast_settings) -> Iterator[LocalCluster]:
-    """One block worker shared by two keys, 1 s turns, and steps allowed to stay one long block group."""
-    settings = fast_settings.model_copy(update={"block_loop_slice_s": 1.0, "block_group_target_s": 30.0})
+    """One block worker shared by two keys, 0.3 s turns, and steps allowed to stay one long block group."""
+    settings = fast_settings.model_copy(update={"block_loop_slice_s": 0.3, "block_group_target_s": 30.0})
     with LocalCluster(service_root / "turns", block_workers=1, port=0, settings=settings, persist=False,
                       env=service_env) as running:
         yield running
@@ -158,7 +159,8 @@ def test_a_group_longer_than_a_turn_still_finishes_while_another_key_waits(one_w
     with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {keys['mine']}"}) as a, \
             httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {keys['other']}"}) as b:
         heavy_job = a.post("/v1/jobs", json=heavy).json()
-        assert heavy_job["estimate"]["core_seconds"] / 1000 > 1.0  # a step is over a turn of one core
+        # a step is well over a turn of one core
+        assert heavy_job["estimate"]["core_seconds"] / 1000 > 2 * one_worker_cluster.settings.block_loop_slice_s
         light_job = b.post("/v1/jobs", json=light).json()
         try:
             began = time.monotonic()
