@@ -147,7 +147,7 @@ def test_compose_refuses_to_start_without_a_secret(docker: Docker, missing: str)
 
 def test_containers_reach_nothing_beyond_this_host(cluster: Cluster) -> None:
     """A host beyond this one (a network namespace here) is reachable from the project's network until the
-    DOCKER-USER rules are in, and not after; the cluster runs only with them in."""
+    test's firewall chain is in (jumped to from DOCKER-USER), and not after; the cluster runs only with it in."""
     assert cluster.reaches_outside_unblocked, "the probe cannot tell: even without the rules nothing was reached"
     assert not cluster.reaches_outside_blocked
 
