@@ -31,6 +31,7 @@ from soak_load import Load
 
 from worker.cluster.launcher import LocalCluster
 from worker.settings import Settings
+from zdl.engine import warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-small"
 KEYS = 20
@@ -62,9 +63,12 @@ def report_interval(sample: Sample, load: Load) -> None:
     sample.values["http 5xx"] = float(counts["5xx"])
     out(f"-- {sample.minute:.1f} min: {counts['requests']} requests, 5xx {counts['5xx']}, "
         f"errors {counts['errors']}, submitted {load.submitted()}, ended {load.ended()}")
-    for name in sorted(sample.values):
-        if not name.startswith("http"):
-            out(f"   {name:28} {sample.values[name]:10.1f}")
+    processes = sorted({n.split(" ")[0] for n in sample.values if n.endswith("rss_mb")})
+    out("   RSS MB / fds: " + ", ".join(f"{p} {sample.values[f'{p} rss_mb']:.0f}/{sample.values[f'{p} fds']:.0f}"
+                                        for p in processes))
+    servers = sorted({n.split(" ")[0] for n in sample.values if n.endswith("used_mb")})
+    out("   Redis used MB / clients: " + ", ".join(
+        f"{r} {sample.values[f'{r} used_mb']:.1f}/{sample.values[f'{r} clients']:.0f}" for r in servers))
 
 
 def report_end(samples: list[Sample], load: Load, warmup_min: float) -> None:
@@ -107,7 +111,7 @@ def soak(cluster: LocalCluster, keys: list[str], args: argparse.Namespace) -> No
             if elapsed >= next_sample:
                 samples.append(gauges.read(elapsed / 60))
                 report_interval(samples[-1], load)
-                next_sample += args.interval
+                next_sample = elapsed + args.interval  # one sample, however long a fault held the loop
             time.sleep(0.5)
     finally:
         stop.set()
@@ -125,7 +129,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples (default 60)")
     parser.add_argument("--fault-every", type=float, default=4.0, help="minutes between faults (default 4)")
     parser.add_argument("--warmup", type=float, default=10.0, help="minutes left out of the slopes (default 10)")
-    parser.add_argument("--submit-every", type=float, default=2.0, help="seconds between submissions (default 2)")
+    parser.add_argument("--submit-every", type=float, default=4.0, help="seconds between submissions (default 4)")
     parser.add_argument("--data-dir", type=Path, default=None, help="MNIST files (default: shared mnist-small)")
     args = parser.parse_args()
     source = args.data_dir or (DEFAULT_DATA if DEFAULT_DATA.exists() else None)
@@ -143,9 +147,14 @@ def main() -> int:
             (Path(tmp) / "data").mkdir()
             (Path(tmp) / "data" / "mnist").symlink_to(source.resolve())
             env["ZDL_DATA_DIR"] = str(Path(tmp) / "data")
-        with LocalCluster(Path(tmp) / "cluster", block_workers=2, port=0, settings=settings, persist=True,
-                          env=env) as cluster:
+        out(f"kernels compiled (or read from Numba's cache) in {warm_up():.1f} s, before the workers start")
+        cluster = LocalCluster(Path(tmp) / "cluster", block_workers=2, port=0, settings=settings, persist=True,
+                               env=env)
+        cluster.start(timeout_s=300)  # a loaded machine's workers may be slow to report
+        try:
             soak(cluster, keys, args)
+        finally:
+            cluster.stop()
     return 0
 
 
