@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.service.firewall import network_refusal, saved_tables
+from tests.service.firewall import drop_if_empty, network_refusal, saved_tables
 
 #: Kernel settings dockerd changes (and does not change back).
 SYSCTLS = ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables")
@@ -87,6 +87,8 @@ class HostNetwork:
                 for chain, policy in old_chains.items():
                     if policy != "-" and chains.get(chain) not in (None, policy):
                         run(tool, "-w", "-t", table, "-P", chain, policy)
+                if table not in _parsed(before):
+                    drop_if_empty(table, tool)
         for name, value in self.sysctls.items():
             path = Path("/proc/sys", name)
             if path.read_text().strip() != value:

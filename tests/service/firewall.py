@@ -76,13 +76,15 @@ def own_chain(parent: str, rules: Sequence[Sequence[str]], table: str = "filter"
             drop_if_empty(table)
 
 
-def drop_if_empty(table: str) -> None:
+def drop_if_empty(table: str, tool: str = "iptables") -> None:
     """Delete `table` where iptables is nftables' and the table holds no rule and no chain of anyone's own: an
-    nftables table is made by the first rule or chain put in it (ours), and would stay behind, empty, in
-    iptables-save. (A legacy table is the kernel module's, listed once loaded, and stays.)"""
-    if "nf_tables" not in iptables("-V").stdout:
+    nftables table is made by the first rule or chain put in it (ours, or a daemon's started here), and would
+    stay behind, empty, in iptables-save. (A legacy table is the kernel module's, listed once loaded, and stays.)"""
+    version = subprocess.run([tool, "-V"], capture_output=True, text=True, timeout=60, check=True).stdout
+    if "nf_tables" not in version:
         return
-    section = saved_tables().partition(f"*{table}\n")[2].partition("COMMIT")[0]
+    section = saved_tables(tool).partition(f"*{table}\n")[2].partition("COMMIT")[0]
     if section and all(line.startswith(":") and line.split()[1] != "-" for line in section.splitlines()):
-        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, text=True, timeout=60,
+        family = "ip6" if tool == "ip6tables" else "ip"
+        subprocess.run(["nft", "delete", "table", family, table], capture_output=True, text=True, timeout=60,
                        check=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.service import docker_engine
 from tests.service.firewall import ALLOW_VARIABLE, drop_if_empty, iptables, network_refusal, own_chain, saved_tables
 
 #: Interface names (15 characters at most) of no interface: ours, and two stand-ins for another's rules.
@@ -66,3 +67,29 @@ def test_the_host_network_is_refused_without_ci_or_the_variable(monkeypatch: pyt
             allowed.setenv(name, value)
             refusal = network_refusal()
             assert refusal is None or ALLOW_VARIABLE not in refusal, refusal
+
+
+def test_what_a_docker_daemon_adds_is_undone_and_others_rules_stay(host_tables: str) -> None:
+    """The additions of a dockerd started by the compose tests, made here by hand (chains of its own, jumps to
+    them, a masquerade naming its bridge, FORWARD's policy to DROP), are taken out rule by rule; another's rule
+    added meanwhile stays. (Chains named for this process, in case a Docker engine runs here.)"""
+    iptables("-A", "FORWARD", "-i", FOREIGN, "-j", "ACCEPT")
+    before = docker_engine.HostNetwork.read()
+    docker, user = f"DOCKER-T{os.getpid()}", f"DOCKER-U{os.getpid()}"
+    try:
+        for args in (("-N", docker), ("-N", user), ("-A", user, "-j", "RETURN"), ("-A", docker, "-j", user),
+                     ("-I", "FORWARD", "1", "-j", user), ("-A", "FORWARD", "-o", "docker0", "-j", docker),
+                     ("-t", "nat", "-N", docker), ("-t", "nat", "-A", "PREROUTING", "-m", "addrtype",
+                                                   "--dst-type", "LOCAL", "-j", docker),
+                     ("-t", "nat", "-A", "POSTROUTING", "-s", "198.18.0.0/30", "!", "-o", "docker0", "-j",
+                      "MASQUERADE"),
+                     ("-P", "FORWARD", "DROP")):
+            iptables(*args)
+        iptables("-A", "FORWARD", "-i", MEANWHILE, "-j", "ACCEPT")
+    finally:
+        before.undo_docker()
+    after = saved_tables()
+    assert docker not in after and user not in after and "198.18.0.0/30" not in after, after
+    assert after.replace(rule("FORWARD", MEANWHILE, "ACCEPT"), "") == before.firewall["iptables"]
+    remove_stand_ins(host_tables)
+    assert saved_tables() == host_tables
