@@ -7,7 +7,8 @@ SIGKILL a block worker, SIGKILL the coordinator worker (its pool too), restart t
 empty); the dead process is then replaced. At each interval it prints every process's resident memory and open
 descriptors, each Redis's used_memory and connected_clients, and the 5xx answers; at the end the whole table,
 the 5xx total, the jobs lost (submitted, not seen to end, and neither queued nor running now) and each
-series' slope after warm-up, flat or growing.
+series' slope after warm-up, flat or growing (a restarted process's series from its own start plus the warm-up;
+the block worker killed is always blocks1, so blocks2's series runs whole).
 
     python bench/soak.py [--minutes 60] [--interval 60] [--fault-every 4] [--warmup 10] [--data-dir DIR]
 """
@@ -86,7 +87,7 @@ def report_end(samples: list[Sample], load: Load, warmup_min: float) -> None:
     for name in names:
         t = trend(name, samples, warmup_min)
         if t is None:
-            out(f"| {name} | - | - | - | too few samples |")
+            out(f"| {name} | - | - | - | too few samples after warm-up (restarted late) |")
         else:
             out(f"| {name} | {t.mean:.1f} | {t.slope_per_min:+.3f} | {t.growth:+.1f} | "
                 f"{'flat' if t.flat else 'GROWS'} |")
@@ -105,13 +106,13 @@ def soak(cluster: LocalCluster, keys: list[str], args: argparse.Namespace) -> No
     next_sample, next_fault, n_faults = args.interval, args.fault_every * 60, 0
     try:
         while (elapsed := time.monotonic() - began) < args.minutes * 60:
-            if elapsed >= next_fault:
-                out(f"** {elapsed / 60:.1f} min: {fault(cluster, n_faults)}")
-                n_faults, next_fault = n_faults + 1, next_fault + args.fault_every * 60
-            if elapsed >= next_sample:
+            if elapsed >= next_sample:  # before a fault due at the same time: not a process just restarted
                 samples.append(gauges.read(elapsed / 60))
                 report_interval(samples[-1], load)
                 next_sample = elapsed + args.interval  # one sample, however long a fault held the loop
+            if elapsed >= next_fault:
+                out(f"** {elapsed / 60:.1f} min: {fault(cluster, n_faults)}")
+                n_faults, next_fault = n_faults + 1, next_fault + args.fault_every * 60
             time.sleep(0.5)
     finally:
         stop.set()

@@ -1,8 +1,10 @@
 """What bench/soak.py reads at each interval, and how it judges a series: flat after warm-up, or growing.
 
 A process's figures are those of its whole tree (a Celery worker and its prefork pool): resident memory summed,
-open descriptors summed. Each Redis's figures come from INFO (used_memory, connected_clients), read over one
-connection kept open for the whole run, so the reader adds the same one client to every sample.
+open descriptors summed. A process restarted by a fault starts a new series: its figures count only from its own
+start plus the warm-up (a fresh process grows to its working size again). Each Redis's figures come from INFO
+(used_memory, connected_clients), read over one connection kept open for the whole run, so the reader adds the
+same one client to every sample.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ def tree_fds(pid: int) -> int:
 
 @dataclass
 class Sample:
-    """One interval's figures: {series name: value}, e.g. "blocks1 rss_mb" or "redis-steps clients"."""
+    """One interval's figures: {series name: value}, e.g. "blocks1 rss_mb" or "redis-steps clients"; and the
+    process behind each name then, with the minute it was first seen."""
 
     minute: float
     values: dict[str, float] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
 
 
 class Gauges:
@@ -67,12 +71,14 @@ class Gauges:
         s = cluster.settings
         urls = {"redis": s.redis_url, "redis-steps": s.step_redis_url, "redis-broker": s.broker_url}
         self.redis = {name: redis.Redis.from_url(url, socket_timeout=5) for name, url in urls.items() if url}
+        self.first_seen: dict[int, float] = {}  # pid -> minute
 
     def read(self, minute: float) -> Sample:
         sample = Sample(minute)
         for proc in self.cluster.processes:
             if proc.name.startswith("redis"):
                 continue
+            sample.since[proc.name] = self.first_seen.setdefault(proc.pid, minute)
             sample.values[f"{proc.name} rss_mb"] = tree_rss_mb(proc.pid)
             sample.values[f"{proc.name} fds"] = float(tree_fds(proc.pid))
         for name, client in self.redis.items():
@@ -102,8 +108,12 @@ class Trend:
 
 
 def trend(name: str, samples: list[Sample], warmup_min: float) -> Trend | None:
-    """None when fewer than 3 samples after warm-up carry the series."""
-    points = [(s.minute, s.values[name]) for s in samples if s.minute >= warmup_min and name in s.values]
+    """None when fewer than 3 samples after warm-up carry the series (a process's: its last process's, from its
+    start plus the warm-up)."""
+    process = name.split(" ")[0]
+    since = samples[-1].since.get(process, 0.0)
+    points = [(s.minute, s.values[name]) for s in samples
+              if s.minute >= since + warmup_min and s.since.get(process, 0.0) == since and name in s.values]
     if len(points) < 3:
         return None
     minutes, values = np.array(points).T
