@@ -109,7 +109,8 @@ def soak(cluster: LocalCluster, keys: list[str], args: argparse.Namespace) -> No
             if elapsed >= next_sample:  # before a fault due at the same time: not a process just restarted
                 samples.append(gauges.read(elapsed / 60))
                 report_interval(samples[-1], load)
-                next_sample = elapsed + args.interval  # one sample, however long a fault held the loop
+                while next_sample <= elapsed:  # one sample, however long a fault held the loop
+                    next_sample += args.interval
             if elapsed >= next_fault:
                 out(f"** {elapsed / 60:.1f} min: {fault(cluster, n_faults)}")
                 n_faults, next_fault = n_faults + 1, next_fault + args.fault_every * 60
