@@ -1,8 +1,9 @@
 """The repository's docker-compose.yml run as a compose project of the tests' own, its images, and its network.
 
 The project has a name of its own (never the user's `zdl` project), and its containers reach nothing outside
-this machine: two iptables rules in Docker's DOCKER-USER chain drop whatever its bridge would forward to or
-from another interface. The images are built with the host's network instead, so that pip reaches PyPI.
+this machine: two iptables rules drop whatever its bridge would forward to or from another interface, in a chain
+of the test's own that Docker's DOCKER-USER chain jumps to (tests/service/firewall.py), taken out after.
+The images are built with the host's network instead, so that pip reaches PyPI.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 
 from tests.service.docker_engine import run
+from tests.service.firewall import own_chain
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_BASES = ("python:3.11-slim", "redis:7-alpine")
@@ -116,13 +118,8 @@ def wait_finished(http: httpx.Client, job_id: str, timeout: float = 300) -> dict
 def blocked_outside(bridge: str) -> Iterator[None]:
     """Containers on `bridge` reach each other and this host, nothing forwarded beyond it, in either direction."""
     rules = [("-i", bridge, "!", "-o", bridge, "-j", "DROP"), ("-o", bridge, "!", "-i", bridge, "-j", "DROP")]
-    for rule in rules:
-        run("iptables", "-I", "DOCKER-USER", *rule)
-    try:
+    with own_chain("DOCKER-USER", rules):
         yield
-    finally:
-        for rule in rules:
-            run("iptables", "-D", "DOCKER-USER", *rule)
 
 
 @contextmanager

@@ -1,8 +1,12 @@
 """A Docker engine for the compose tests: the one that runs, else a `dockerd` started here and stopped after.
 
-Docker's daemon changes the host's network settings when it starts: it turns on IP forwarding and writes its
-chains into iptables' filter and nat tables, and it leaves both behind when it stops. `engine()` saves them
-first and, after it has stopped a daemon it started, puts them back and checks they are as they were.
+Docker's daemon changes the host's network settings when it starts: it turns on IP forwarding (and may set the
+FORWARD chain's policy to DROP) and adds its chains and rules to iptables' tables, and it leaves them behind
+when it stops. After stopping a daemon it started, `engine()` takes out exactly what Docker added since it
+read the host (its DOCKER* chains, and the rules that jump to them or name its bridges), sets back the
+policies and kernel settings that changed, and nothing else: it never flushes, saves-and-replays or restores a
+table, so rules that others add meanwhile stay. It runs only where the host's network may be touched
+(tests/service/firewall.py: CI=true or ZDL_TEST_FIREWALL=1).
 Only one compose test at a time uses the engine on a machine (a lock file), so that two test runs neither
 rebuild each other's images nor stop a daemon the other still uses.
 """
@@ -10,27 +14,33 @@ rebuild each other's images nor stop a daemon the other still uses.
 from __future__ import annotations
 
 import fcntl
-import os
-import re
+import shlex
 import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.service.firewall import drop_if_empty, network_refusal, saved_tables
+
 #: Kernel settings dockerd changes (and does not change back).
 SYSCTLS = ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables")
 FIREWALLS = ("iptables", "ip6tables")
+#: What marks a rule as Docker's: a jump to one of its chains, or one of its bridges named.
+DOCKER_MARKS = ("DOCKER", "docker0", "br-")
 
 
 def unavailable_reason() -> str | None:
-    """Why no Docker engine can be used here, or None when one can (root, dockerd or a running engine, iptables)."""
-    if os.geteuid() != 0:
-        return "the compose tests start dockerd and change iptables, which needs root"
-    missing = [tool for tool in ("docker", "iptables-save", "iptables-restore") if shutil.which(tool) is None]
+    """Why no Docker engine can be used here, or None when one can (the host's network may be touched, root,
+    dockerd or a running engine, iptables)."""
+    refusal = network_refusal()
+    if refusal is not None:
+        return refusal
+    missing = [tool for tool in ("docker", "iptables-save") if shutil.which(tool) is None]
     if missing:
         return f"not installed: {', '.join(missing)} (Debian: apt-get install docker.io docker-compose iptables)"
     if not _running() and shutil.which("dockerd") is None:
@@ -55,44 +65,48 @@ class HostNetwork:
 
     @classmethod
     def read(cls) -> HostNetwork:
-        firewall = {tool: _normalized(run(f"{tool}-save").stdout) for tool in FIREWALLS if shutil.which(f"{tool}-save")}
+        firewall = {tool: saved_tables(tool) for tool in FIREWALLS if shutil.which(f"{tool}-save")}
         sysctls = {name: path.read_text().strip() for name in SYSCTLS if (path := Path("/proc/sys", name)).exists()}
         return cls(firewall, sysctls)
 
-    def restore(self) -> None:
-        """Back to this state: tables saved here are restored, tables made since are emptied and removed."""
-        for tool, saved in self.firewall.items():
-            nft = "nf_tables" in run(tool, "-V").stdout
-            for table, builtin_chains in _tables(run(f"{tool}-save").stdout).items():
-                run(tool, "-t", table, "-F")
-                run(tool, "-t", table, "-X")
-                if table in _tables(saved):
-                    continue  # restored below
-                if nft:  # a table made since can go; a legacy one stays, empty and open as when it was not loaded
-                    run("nft", "delete", "table", "ip6" if tool == "ip6tables" else "ip", table)
-                else:
-                    for chain in builtin_chains:
-                        run(tool, "-t", table, "-P", chain, "ACCEPT")
-            if saved:
-                run(f"{tool}-restore", input=saved)
+    def undo_docker(self) -> None:
+        """Take out what Docker added since this was read (see the module's docstring), and set back the sysctls
+        that changed; nothing else is touched."""
+        for tool, before in self.firewall.items():
+            now = saved_tables(tool)
+            for table, (chains, rules) in _parsed(now).items():
+                old_chains, old_rules = _parsed(before).get(table, ({}, []))
+                docker_chains = [c for c in chains if c not in old_chains and c.startswith("DOCKER")]
+                for rule in reversed(list((Counter(rules) - Counter(old_rules)).elements())):
+                    chain, spec = rule.split(" ", 1)
+                    if chain not in docker_chains and any(mark in spec for mark in DOCKER_MARKS):
+                        run(tool, "-w", "-t", table, "-D", chain, *shlex.split(spec))
+                for action in ("-F", "-X"):  # all flushed before any is deleted: they jump to each other
+                    for chain in docker_chains:
+                        run(tool, "-w", "-t", table, action, chain)
+                for chain, policy in old_chains.items():
+                    if policy != "-" and chains.get(chain) not in (None, policy):
+                        run(tool, "-w", "-t", table, "-P", chain, policy)
+                if table not in _parsed(before):
+                    drop_if_empty(table, tool)
         for name, value in self.sysctls.items():
-            Path("/proc/sys", name).write_text(value + "\n")
+            path = Path("/proc/sys", name)
+            if path.read_text().strip() != value:
+                path.write_text(value + "\n")
 
 
-def _normalized(dump: str) -> str:
-    """iptables-save output without its dated comments and packet counters, which change by themselves."""
-    lines = (re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in dump.splitlines() if not line.startswith("#"))
-    return "".join(line + "\n" for line in lines)
-
-
-def _tables(dump: str) -> dict[str, list[str]]:
-    """{table: its built-in chains} of an iptables-save dump (built-in chains have a policy, others "-")."""
-    tables: dict[str, list[str]] = {}
+def _parsed(dump: str) -> dict[str, tuple[dict[str, str], list[str]]]:
+    """{table: ({chain: its policy, "-" for a chain of its own}, ["CHAIN rule-spec", ...])} of an iptables-save
+    dump."""
+    tables: dict[str, tuple[dict[str, str], list[str]]] = {}
     for line in dump.splitlines():
         if line.startswith("*"):
-            chains = tables.setdefault(line[1:], [])
-        elif line.startswith(":") and line.split()[1] != "-":
-            chains.append(line[1:].split()[0])
+            chains, rules = tables.setdefault(line[1:], ({}, []))
+        elif line.startswith(":"):
+            name, policy = line[1:].split()[:2]
+            chains[name] = policy
+        elif line.startswith("-A "):
+            rules.append(line[3:])
     return tables
 
 
@@ -136,7 +150,7 @@ def engine(log_dir: Path) -> Iterator[Engine]:
                 daemon.wait(timeout=60)
                 if not docker0_existed:
                     run("ip", "link", "delete", "docker0", check=False)
-                before.restore()
+                before.undo_docker()
 
 
 @contextmanager
