@@ -147,7 +147,7 @@ class LocalCluster:
         setattr(self, {"main": "redis", "step": "step_redis", "broker": "broker_redis"}[role], server)
         url = {"main": s.redis_url, "step": s.step_redis_url, "broker": s.broker_url}[role]
         if role == "main":  # for `zdl backup --state-dir` (the password stays in its own file)
-            (self.state_dir / REDIS_ADDRESS_FILE).write_text(f"127.0.0.1:{port}\n")
+            write_secret(self.state_dir / REDIS_ADDRESS_FILE, f"127.0.0.1:{port}\n")  # 0600, as all it keeps
         processes.wait_until(lambda: processes.redis_ready(url), timeout_s, f"redis-server ({name})", [server])
         return server
 
