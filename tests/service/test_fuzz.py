@@ -38,12 +38,15 @@ OPERATIONS = sorted(op.ok().label for op in schemathesis.openapi.from_asgi(
 def fuzzed(cluster) -> Any:
     """(schema of the running app, job ids to try: the test key's queued job, the same id bent into the names
     of its other Redis keys, another key's job)."""
-    from fastapi.testclient import TestClient
+    from schemathesis.python.asgi import get_client
 
     settings = cluster.settings.model_copy(update={"key_prefix": "zdl-fuzz", "coordinator_queue": "zdl.nobody",
                                                    "max_active_jobs_per_key": 5})
     app = create_app(settings)
-    with TestClient(app, headers=AUTH) as client:  # runs the lifespan: Redis clients on app.state
+    # schemathesis's own client: the lifespan (and so the app's asyncio Redis client) runs on the one event
+    # loop that serves every fuzzed call, as uvicorn's single loop does.
+    with get_client(app) as client:
+        client.headers.update(AUTH)
         job = client.post("/v1/jobs", json={"dataset": "mnist", "training": {"iters": 3}}).json()
         foreign = client.post("/v1/jobs", json={"dataset": "mnist", "training": {"iters": 3}},
                               headers={"Authorization": "Bearer other-key-91c2"}).json()
