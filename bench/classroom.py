@@ -179,7 +179,10 @@ def run_class(room: Classroom, cluster: LocalCluster, args: argparse.Namespace) 
     cancellers = set(rng.sample(sorted(room.keys), STUDENTS // 10))
     doomed = rng.sample(sorted(room.keys), REVOKED)
     start, midway_done, pending_cancels = time.monotonic(), False, []
-    while events or room.poll_once() or pending_cancels:
+    while True:
+        unfinished = room.poll_once()  # every round: a job's first iteration is seen within about a second
+        if not (unfinished or events or pending_cancels):
+            break
         round_began = now = time.monotonic() - start
         if not midway_done and now >= args.minutes * 30:
             midway_done = True
