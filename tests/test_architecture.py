@@ -28,7 +28,8 @@ API_FACE = frozenset({
 CELERY_APP = "worker.celery_app.app"
 APP_IMPORTERS = frozenset({"worker.celery_app.tasks", "api.main"})
 #: worker/'s sub-packages, each importing only those below it (a set: neither imports the other).
-WORKER_LAYERS = ({"celery_app", "cluster"}, "coordinator", "gang", "fanout", "scheduling", "state", "telemetry", "settings")
+WORKER_LAYERS = ({"celery_app", "cluster"}, "coordinator", "gang", "fanout", "scheduling", "state", "telemetry",
+                 "settings")
 
 MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 60
