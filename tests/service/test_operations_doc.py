@@ -4,7 +4,7 @@ Each `sh` block is run by bash with the operator's environment (`ZDL_STATE_DIR`,
 scratch directory; a test's own state dir replaces /srv/zdl, its data /srv/zdl-data, and a free port 8000. The
 one line not run as written is `pip install --upgrade zdl` (no network here; the code under test is installed).
 Config blocks (nginx, compose override, Prometheus) are parsed and checked, and the Prometheus scrape is done.
-Blocks this machine cannot run yet are in AWAITING, with the reason; no other block may exist unrun.
+Blocks this machine cannot run are in NOT_RUN, with the reason; no other shell block may exist unrun.
 """
 
 from __future__ import annotations
@@ -31,20 +31,27 @@ REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "operations.md"
 KEY = "ops-doc-key-8e21"
 
-#: sh blocks run by test_the_operators_path, by heading.
-RUN = ("Start it", "Take a backup", "Upgrades: a rolling restart", "Logs", "Restore into a fresh cluster")
-#: sh blocks not run yet, and why.
-AWAITING = {
-    "Capacity": "`zdl cluster up --coordinators` comes with issue 20 item 4 (another branch)",
-    "A key per student": "`zdl keys add/list` come with issue 20 item 1 (another branch)",
-    "With docker compose": "needs a Docker engine: the compose suite (tests/service/test_compose.py) is to run them",
+#: Shell blocks that no test here runs, by heading, and why; every other shell block is run by a test below.
+NOT_RUN = {
+    "With docker compose": "needs a Docker engine and the service's image built; tests/service/test_compose.py "
+                           "runs the compose cluster but not these `tools` commands",
     "The block workers": "needs Docker and a second machine: checked against docker-compose.yml's worker instead",
 }
+SHELL = ("sh", "bash", "shell", "console")
 
 
-def test_every_command_block_is_run_or_awaiting() -> None:
-    headings = {b.heading for b in code_blocks(DOC) if b.lang == "sh"}
-    assert sorted(headings) == sorted([*RUN, *AWAITING]), headings
+def headings_run_by_tests() -> set[str]:
+    """The headings this file hands to `run(...)`: read from its source, so a block is "run" only if a test runs it."""
+    return set(re.findall(r'\brun\(\w+, "([^"]+)"', Path(__file__).read_text()))
+
+
+def test_every_shell_block_is_run_or_listed_with_a_reason() -> None:
+    shell_headings = {b.heading for b in code_blocks(DOC) if b.lang in SHELL}
+    run_here = headings_run_by_tests()
+    assert shell_headings - run_here - set(NOT_RUN) == set(), "shell blocks no test runs and NOT_RUN does not list"
+    assert set(NOT_RUN) & run_here == set(), "a block both run and listed as not run"
+    assert set(NOT_RUN) <= shell_headings and run_here <= shell_headings, "a heading the document no longer has"
+    assert all(reason.strip() for reason in NOT_RUN.values())
 
 
 def test_the_worker_command_is_the_compose_files() -> None:
@@ -172,3 +179,43 @@ def test_the_operators_path(operator: dict[str, object], tmp_path: Path) -> None
     restored = httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json()
     assert restored["status"] == "succeeded"
     assert httpx.get(f"{url}/v1/jobs/{job_id}/weights", headers=auth).content == weights
+
+
+def test_a_class_with_a_key_per_student(operator: dict[str, object], tmp_path: Path) -> None:
+    """Capacity's cluster, keys from a roster, then the leaked-key recipe; the operator sets no key of their own,
+    so `zdl keys` uses the admin key `zdl cluster up` saved in the state dir, as the document's reader does."""
+    port = int(operator["port"])  # type: ignore[call-overload]
+    url, own = f"http://127.0.0.1:{port}", {"ZDL_API_KEYS": "", "ZDL_API_KEY": ""}
+    operator["env"] = {**operator["env"], **own}  # type: ignore[dict-item]
+    run(operator, "Capacity")
+    wait_ready(url, port)
+    students = ["alice", "s2026-014", "bob"]
+    (tmp_path / "roster.txt").write_text("".join(f"{s}\n" for s in students))
+    listing = run(operator, "A key per student")
+    handed = dict(re.findall(r"^key (\S+): (\S+)$", (tmp_path / "keys-to-hand-out.txt").read_text(), re.MULTILINE))
+    assert sorted(handed) == sorted(students) and len(set(handed.values())) == len(students), handed
+    for student, key in handed.items():
+        assert re.search(rf"^{re.escape(student)}\s", listing, re.MULTILINE), listing
+        assert httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin_key(operator)}"}).text
+    assert re.search(r'^zdl_workers\{queue="zdl\.blocks"\} 8(\.0)?$', metrics, re.MULTILINE), metrics
+
+    again = run_line(operator, "zdl keys revoke alice && zdl keys add alice")
+    leaked, fresh = handed["alice"], re.findall(r"^key alice: (\S+)$", again, re.MULTILINE)[0]
+    assert httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {leaked}"}).status_code == 401
+    assert httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+
+
+def admin_key(shell: dict[str, object]) -> str:
+    """The admin key `zdl cluster up` saved in the operator's state dir."""
+    from worker.cluster.commands import API_KEY_FILE
+    return (Path(shell["state"]) / API_KEY_FILE).read_text().strip()  # type: ignore[arg-type]
+
+
+def run_line(shell: dict[str, object], line: str) -> str:
+    """A command the document gives in its prose (`zdl keys revoke alice`), run as the blocks are."""
+    assert line.split(" && ")[0] in DOC.read_text(), line
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=shell["cwd"], env=shell["env"],  # type: ignore[arg-type]
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{line}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done.stdout

@@ -92,8 +92,10 @@ class LocalCluster:
 
     @property
     def worker_env(self) -> dict[str, str]:
-        """The workers' variables: without the API's keys and the server secret, which only the API uses."""
-        return {k: v for k, v in self.env.items() if k not in API_ONLY_VARIABLES}
+        """The workers' variables: without the API's keys and the server secret, which only the API uses (blank,
+        so that the same variables in this process's own environment, which workers inherit, do not reach them)."""
+        blanked = dict.fromkeys(("ZDL_API_KEYS", "ZDL_ADMIN_KEYS", "ZDL_SECRET_KEY"), "")
+        return {**blanked, **{k: v for k, v in self.env.items() if k not in API_ONLY_VARIABLES}}
 
     @property
     def processes(self) -> list[Managed]:
