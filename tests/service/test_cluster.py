@@ -83,5 +83,6 @@ def test_the_state_dir_is_private_and_only_the_api_holds_the_secret(cluster) -> 
     for process in cluster.processes:
         environ = (Path("/proc") / str(process.pid) / "environ").read_bytes().split(b"\0")
         holds_secret = any(v.startswith(b"ZDL_SECRET_KEY=") and secret in v for v in environ)
-        holds_keys = any(v.startswith(b"ZDL_API_KEYS=") for v in environ)
+        holds_keys = any(v.startswith((b"ZDL_API_KEYS=", b"ZDL_ADMIN_KEYS=")) and not v.endswith(b"=")
+                         for v in environ)
         assert (holds_secret, holds_keys) == ((True, True) if process.name == "api" else (False, False)), process.name
