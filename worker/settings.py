@@ -7,11 +7,14 @@ is named in the error a client gets when it hits one, so an operator knows which
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zdl.network import is_loopback
+
+__all__ = ["Settings", "get_settings", "is_loopback"]
 
 
 class Settings(BaseSettings):
@@ -210,14 +213,6 @@ def _split(keys: SecretStr) -> tuple[str, ...]:
     return tuple(k.strip() for k in keys.get_secret_value().split(",") if k.strip())
 
 
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and "localhost"."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,6 @@ service's store briefly away, a proxy in front of a restarting API) is retried w
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 
 from zdl.client.errors import ERRORS_BY_STATUS, ServiceError, ServiceUnreachable
+from zdl.network import is_loopback
 from zdl.paths import default_state_dir, saved_api_key, saved_url
 
 log = logging.getLogger(__name__)
@@ -154,17 +154,9 @@ _warned_urls: set[str] = set()
 def warn_if_plain_http(url: str) -> None:
     """Warn (once per URL and process) that a key sent over plain http to another machine can be read on the way."""
     parsed = httpx.URL(url)
-    if parsed.scheme != "http" or _is_loopback(parsed.host) or url in _warned_urls:
+    if parsed.scheme != "http" or is_loopback(parsed.host) or url in _warned_urls:
         return
     _warned_urls.add(url)
     log.warning("sending the API key to %s over plain http: anyone on the network path can read it; use https "
                 "(a TLS proxy in front of the service)", url)
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
