@@ -15,13 +15,14 @@ from tests.service.test_dashboard import SMALL, Dashboard, browser, screenshot_d
 
 pytestmark = pytest.mark.slow
 
-#: Every text the page shows, but code and commands (kept as written) and the names of jobs and sweeps.
+#: Every text the page shows, but code and commands (kept as written), the names of jobs and sweeps, and the
+#: reasons the server gave for failed jobs (data, like the names: earlier tests' jobs of the same key show them).
 VISIBLE_TEXTS = """() => {
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const found = [];
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const parent = node.parentElement;
-    if (node.data.trim() && parent.checkVisibility() && !parent.closest("code, .topbar .key, .job-link")) {
+    if (node.data.trim() && parent.checkVisibility() && !parent.closest("code, .topbar .key, .job-link, .error-text")) {
       found.push(node.data.trim());
     }
   }
