@@ -1,5 +1,5 @@
-"""The Lua scripts the service runs inside Redis, registered once per client (`register_script`: EVALSHA,
-the script's text sent only when the server does not know it yet).
+"""The Lua scripts the service runs inside Redis, each made into a Script once per process (EVALSHA, the
+script's text sent only when the server does not know it yet).
 
 Each does what must not be split by another client's command in between: join a listing only while the
 coordinator still lists the member, or write transient data without entering the append-only file.
@@ -7,7 +7,10 @@ coordinator still lists the member, or write transient data without entering the
 
 from __future__ import annotations
 
+from functools import cache
+
 import redis
+from redis.commands.core import Script
 
 #: Set a member's value only if the hash still lists it (not closed, not replaced as lost by its coordinator).
 _ENTER = """
@@ -40,22 +43,29 @@ return redis.call('SET', KEYS[1], ARGV[1], 'NX')
 """
 
 
+@cache
+def _script(text: str) -> Script:
+    """The script object of `text`, made once per process (its SHA1 computed once): every call names the
+    client (or pipeline) it runs on, which sends EVALSHA and loads the text only where it is unknown."""
+    return Script(None, text.encode())  # type: ignore[arg-type]
+
+
 def enter(client: redis.Redis, listing: str, member: str, value: str) -> bool:
     """Mark `member` of the hash `listing` as `value` (the worker now serving it) if it is still listed;
     False if its coordinator no longer wants it (the run closed, or the member was replaced as lost)."""
-    return bool(client.register_script(_ENTER)(keys=[listing], args=[member, value]))
+    return bool(_script(_ENTER)(keys=[listing], args=[member, value], client=client))
 
 
 def set_unlogged(client: redis.Redis, pipe: redis.client.Pipeline, key: str, value: bytes, ttl_s: int) -> None:
     """Queue on `pipe` (of `client`) a SET with an expiry that stays out of the append-only file."""
-    client.register_script(_SET_UNLOGGED)(keys=[key], args=[value, ttl_s], client=pipe)
+    _script(_SET_UNLOGGED)(keys=[key], args=[value, ttl_s], client=pipe)
 
 
 def push_unlogged(client: redis.Redis, pipe: redis.client.Pipeline, key: str, value: bytes, ttl_s: int) -> None:
     """Queue on `pipe` (of `client`) an RPUSH and an expiry that stay out of the append-only file."""
-    client.register_script(_PUSH_UNLOGGED)(keys=[key], args=[value, ttl_s], client=pipe)
+    _script(_PUSH_UNLOGGED)(keys=[key], args=[value, ttl_s], client=pipe)
 
 
 def set_unlogged_nx(client: redis.Redis, key: str, value: bytes) -> bool:
     """SET `key` (no expiry) if it does not exist, without entering the append-only file; True if set."""
-    return bool(client.register_script(_SET_UNLOGGED_NX)(keys=[key], args=[value]))
+    return bool(_script(_SET_UNLOGGED_NX)(keys=[key], args=[value], client=client))
