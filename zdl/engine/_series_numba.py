@@ -134,13 +134,38 @@ def closed_hidden_accumulate(x, z1, e, s, e_t, labels, w2, w2t, wp, w2_max, x_ma
                                        entry_row[q_lo:q_hi], entry_value[q_lo:q_hi], weights[q_lo:q_hi],
                                        acc[:, t_lo:t_hi])
                     continue
-                c1, c3, c5 = coef[0, base + t_lo : base + t_hi], coef[1, base + t_lo : base + t_hi], \
-                    coef[2, base + t_lo : base + t_hi]
-                for q in range(q_lo, q_hi):
-                    a, b, c = weights[q, 0], weights[q, 1], weights[q, 2]
-                    acc_row = acc[entry_row[q], t_lo:t_hi]
-                    for jj in range(t_hi - t_lo):
-                        acc_row[jj] += a * c1[jj] + b * c3[jj] + c * c5[jj]
+                _add_entries(coef[0, base + t_lo : base + t_hi], coef[1, base + t_lo : base + t_hi],
+                             coef[2, base + t_lo : base + t_hi], weights, entry_row, q_lo, q_hi, acc, t_lo, t_hi)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _add_entries(c1, c3, c5, weights, entry_row, q_lo, q_hi, acc, t_lo, t_hi):
+    """acc[entry_row[q], t_lo:t_hi] += v c1 + v (hv)^2 c3 + v (hv)^4 c5 for one sample's entries q_lo..q_hi-1.
+
+    Four entries (four rows of acc) at a time: each unit's coefficients are loaded once for the four, and the
+    loop's fixed cost is spread over four rows (a third less time at the book's 50 units). The rows differ,
+    so each entry's value and its order of samples are those of one entry at a time."""
+    q = q_lo
+    while q + 3 < q_hi:
+        a1, b1, d1 = weights[q, 0], weights[q, 1], weights[q, 2]
+        a2, b2, d2 = weights[q + 1, 0], weights[q + 1, 1], weights[q + 1, 2]
+        a3, b3, d3 = weights[q + 2, 0], weights[q + 2, 1], weights[q + 2, 2]
+        a4, b4, d4 = weights[q + 3, 0], weights[q + 3, 1], weights[q + 3, 2]
+        row1, row2 = acc[entry_row[q], t_lo:t_hi], acc[entry_row[q + 1], t_lo:t_hi]
+        row3, row4 = acc[entry_row[q + 2], t_lo:t_hi], acc[entry_row[q + 3], t_lo:t_hi]
+        for jj in range(t_hi - t_lo):
+            k1, k3, k5 = c1[jj], c3[jj], c5[jj]
+            row1[jj] += a1 * k1 + b1 * k3 + d1 * k5
+            row2[jj] += a2 * k1 + b2 * k3 + d2 * k5
+            row3[jj] += a3 * k1 + b3 * k3 + d3 * k5
+            row4[jj] += a4 * k1 + b4 * k3 + d4 * k5
+        q += 4
+    while q < q_hi:
+        a, b, c = weights[q, 0], weights[q, 1], weights[q, 2]
+        row = acc[entry_row[q], t_lo:t_hi]
+        for jj in range(t_hi - t_lo):
+            row[jj] += a * c1[jj] + b * c3[jj] + c * c5[jj]
+        q += 1
 
 
 #: Hidden units and accumulators updated together: a block of acc of at most TILE units (the units split in
@@ -163,9 +188,8 @@ def _nonzero_entries(x, rows, n_lo, n_hi):
         entry_start[n - n_lo] = q
         for r in range(len(rows)):
             v = 1.0 if rows[r] == input_size else x[n, rows[r]]
-            if v != 0.0:
-                entry_row[q], entry_value[q] = r, v
-                q += 1
+            entry_row[q], entry_value[q] = r, v  # written always, kept if non-zero: no branch to mispredict
+            q += 1 if v != 0.0 else 0
     entry_start[n_hi - n_lo] = q
     return entry_start, entry_row[:q], entry_value[:q]
 

@@ -64,6 +64,12 @@ def _split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
 MIN_THREADED_WORK = 20_000_000
 
 
+#: (pixel row, unit, sample) terms below which the closed form's W1 stays on one thread: on the 2-core VM,
+#: 784-50-10 (4 million, the book's batch) took 1.33 ms on one thread and 1.85 ms on two, 784-300-10 (24
+#: million) 8.2 and 8.7 ms; the closed form's work per term is small, so handing out chunks costs more.
+MIN_THREADED_SERIES_TERMS = 100_000_000
+
+
 def _threads_for(work: int, threads: int) -> int:
     return threads if work >= MIN_THREADED_WORK else 1
 
@@ -102,6 +108,8 @@ def hidden_rows_gradient(
     batch = x.shape[0]
     units = work.unit_hi - work.unit_lo
     rows = np.ascontiguousarray(work.rows, dtype=np.int64)
+    if x_max is not None and len(rows) * units * batch < MIN_THREADED_SERIES_TERMS:
+        threads = 1
     ranges = _split(work.unit_lo, work.unit_hi, threads)
     # one accumulator per thread: threads writing neighbouring units of one row would share cache lines
     accs = [np.zeros((len(rows), v - u)) for u, v in ranges]
