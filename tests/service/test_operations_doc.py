@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -24,11 +23,12 @@ import pytest
 import yaml
 
 from tests.service.doc_blocks import block, code_blocks
+from tests.service.doc_shell import OPERATIONS, run, stop_group
 from worker.cluster.processes import free_port, port_open, redis_server_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
-DOC = REPO / "docs" / "operations.md"
+DOC = OPERATIONS
 KEY = "ops-doc-key-8e21"
 
 #: Shell blocks that no test here runs, by heading, and why; every other shell block is run by a test below.
@@ -86,46 +86,6 @@ def operator(tmp_path: Path, mnist_dir: Path) -> Iterator[dict[str, object]]:
     yield shell
     for group in shell["groups"]:  # type: ignore[attr-defined]
         stop_group(group)
-
-
-def stop_group(group: int) -> None:
-    """SIGTERM a block's process group (its `zdl cluster up &`), wait, then SIGKILL what is left."""
-    try:
-        os.killpg(group, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(group, signal.SIGKILL)
-
-
-def run(shell: dict[str, object], heading: str, env: dict[str, str] | None = None) -> str:
-    """Run the doc's block under `heading` with bash (-e: the first failing command fails it); its output."""
-    text = block(DOC, heading)
-    for old, new in shell["substitute"].items():  # type: ignore[attr-defined]
-        text = text.replace(old, new)
-    background = text.rstrip().endswith("&")  # it starts a service and leaves it running: output to a file
-    output = open(Path(shell["cwd"]) / f"{heading}.out", "w") if background else subprocess.PIPE  # type: ignore[arg-type]
-    popen = subprocess.Popen(["bash", "-euo", "pipefail", "-c", text], cwd=shell["cwd"],  # type: ignore[arg-type]
-                             env={**shell["env"], **(env or {})}, stdout=output,  # type: ignore[dict-item]
-                             stderr=subprocess.STDOUT if background else subprocess.PIPE, text=True,
-                             start_new_session=True)
-    shell["groups"].append(popen.pid)  # type: ignore[attr-defined]
-    if background:
-        return ""
-    try:
-        out, err = popen.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(popen.pid, signal.SIGKILL)
-        out, err = popen.communicate()
-        raise AssertionError(f"{heading}: still running after 180 s\n{out}\n{err}") from None
-    assert popen.returncode == 0, f"{heading}: exit {popen.returncode}\n{text}\n{out}\n{err}"
-    return out
 
 
 def wait_ready(url: str, port: int) -> None:
