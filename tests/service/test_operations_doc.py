@@ -4,7 +4,8 @@ Each `sh` block is run by bash with the operator's environment (`ZDL_STATE_DIR`,
 scratch directory; a test's own state dir replaces /srv/zdl, its data /srv/zdl-data, and a free port 8000. The
 one line not run as written is `pip install --upgrade zdl` (no network here; the code under test is installed).
 Config blocks (nginx, compose override, Prometheus) are parsed and checked, and the Prometheus scrape is done.
-Blocks this machine cannot run are in NOT_RUN, with the reason; no other shell block may exist unrun.
+The blocks for a second machine are run by test_second_host.py, in a network namespace. Blocks no test can run
+are in NOT_RUN, with the reason; no other shell block may exist unrun.
 """
 
 from __future__ import annotations
@@ -29,20 +30,24 @@ from worker.cluster.processes import free_port, port_open, redis_server_binary
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
 DOC = OPERATIONS
+#: The files whose tests run the document's blocks (each call of `run` names its heading): this one, the second host's.
+RUNNERS = (Path(__file__), Path(__file__).with_name("test_second_host.py"))
 KEY = "ops-doc-key-8e21"
 
 #: Shell blocks that no test here runs, by heading, and why; every other shell block is run by a test below.
 NOT_RUN = {
     "With docker compose": "needs a Docker engine and the service's image built; tests/service/test_compose.py "
                            "runs the compose cluster but not these `tools` commands",
-    "The block workers": "needs Docker and a second machine: checked against docker-compose.yml's worker instead",
+    "The block workers in containers": "needs Docker and the service's image built: its command is checked against "
+                                       "docker-compose.yml's worker instead, and test_second_host.py runs the same "
+                                       "workers from pip",
 }
 SHELL = ("sh", "bash", "shell", "console")
 
 
 def headings_run_by_tests() -> set[str]:
-    """The headings this file hands to `run(...)`: read from its source, so a block is "run" only if a test runs it."""
-    return set(re.findall(r'\brun\(\w+, "([^"]+)"', Path(__file__).read_text()))
+    """The headings the RUNNERS hand to `run(...)`, read from their source: a block is "run" only if a test runs it."""
+    return {heading for path in RUNNERS for heading in re.findall(r'\brun\(\w+, "([^"]+)"', path.read_text())}
 
 
 def test_every_shell_block_is_run_or_listed_with_a_reason() -> None:
@@ -55,15 +60,16 @@ def test_every_shell_block_is_run_or_listed_with_a_reason() -> None:
 
 
 def test_the_worker_command_is_the_compose_files() -> None:
-    command = shlex.split(block(DOC, "The block workers").replace("\\\n", " "))
+    command = shlex.split(block(DOC, "The block workers in containers").replace("\\\n", " "))
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker"]["command"]
     assert command[command.index("zdl:latest") + 1:] == compose
 
 
 def test_config_blocks_parse() -> None:
-    override = yaml.safe_load(block(DOC, "Publish both Redis servers behind TLS", "yaml"))["services"]
+    override = yaml.safe_load(block(DOC, "Publish the Redis servers behind TLS", "yaml"))["services"]
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    for name in ("redis", "redis-steps"):
+    assert {name for name in compose if name.startswith("redis")} == set(override)  # every server, none left plain
+    for name in ("redis", "redis-steps", "redis-broker"):
         args = override[name]["command"]
         assert "--tls-port" in args and "--tls-cert-file" in args
         # what the compose file asks of each server is kept (persistence, no eviction)
