@@ -4,7 +4,8 @@ Each `sh` block is run by bash with the operator's environment (`ZDL_STATE_DIR`,
 scratch directory; a test's own state dir replaces /srv/zdl, its data /srv/zdl-data, and a free port 8000. The
 one line not run as written is `pip install --upgrade zdl` (no network here; the code under test is installed).
 Config blocks (nginx, compose override, Prometheus) are parsed and checked, and the Prometheus scrape is done.
-Blocks this machine cannot run are in NOT_RUN, with the reason; no other shell block may exist unrun.
+The blocks for a second machine are run by test_second_host.py, in a network namespace. Blocks no test can run
+are in NOT_RUN, with the reason; no other shell block may exist unrun.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -24,25 +24,30 @@ import pytest
 import yaml
 
 from tests.service.doc_blocks import block, code_blocks
+from tests.service.doc_shell import OPERATIONS, run, stop_group
 from worker.cluster.processes import free_port, port_open, redis_server_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
-DOC = REPO / "docs" / "operations.md"
+DOC = OPERATIONS
+#: The files whose tests run the document's blocks (each call of `run` names its heading): this one, the second host's.
+RUNNERS = (Path(__file__), Path(__file__).with_name("test_second_host.py"))
 KEY = "ops-doc-key-8e21"
 
 #: Shell blocks that no test here runs, by heading, and why; every other shell block is run by a test below.
 NOT_RUN = {
     "With docker compose": "needs a Docker engine and the service's image built; tests/service/test_compose.py "
                            "runs the compose cluster but not these `tools` commands",
-    "The block workers": "needs Docker and a second machine: checked against docker-compose.yml's worker instead",
+    "The block workers in containers": "needs Docker and the service's image built: its command is checked against "
+                                       "docker-compose.yml's worker instead, and test_second_host.py runs the same "
+                                       "workers from pip",
 }
 SHELL = ("sh", "bash", "shell", "console")
 
 
 def headings_run_by_tests() -> set[str]:
-    """The headings this file hands to `run(...)`: read from its source, so a block is "run" only if a test runs it."""
-    return set(re.findall(r'\brun\(\w+, "([^"]+)"', Path(__file__).read_text()))
+    """The headings the RUNNERS hand to `run(...)`, read from their source: a block is "run" only if a test runs it."""
+    return {heading for path in RUNNERS for heading in re.findall(r'\brun\(\w+, "([^"]+)"', path.read_text())}
 
 
 def test_every_shell_block_is_run_or_listed_with_a_reason() -> None:
@@ -55,15 +60,16 @@ def test_every_shell_block_is_run_or_listed_with_a_reason() -> None:
 
 
 def test_the_worker_command_is_the_compose_files() -> None:
-    command = shlex.split(block(DOC, "The block workers").replace("\\\n", " "))
+    command = shlex.split(block(DOC, "The block workers in containers").replace("\\\n", " "))
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker"]["command"]
     assert command[command.index("zdl:latest") + 1:] == compose
 
 
 def test_config_blocks_parse() -> None:
-    override = yaml.safe_load(block(DOC, "Publish both Redis servers behind TLS", "yaml"))["services"]
+    override = yaml.safe_load(block(DOC, "Publish the Redis servers behind TLS", "yaml"))["services"]
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    for name in ("redis", "redis-steps"):
+    assert {name for name in compose if name.startswith("redis")} == set(override)  # every server, none left plain
+    for name in ("redis", "redis-steps", "redis-broker"):
         args = override[name]["command"]
         assert "--tls-port" in args and "--tls-cert-file" in args
         # what the compose file asks of each server is kept (persistence, no eviction)
@@ -86,46 +92,6 @@ def operator(tmp_path: Path, mnist_dir: Path) -> Iterator[dict[str, object]]:
     yield shell
     for group in shell["groups"]:  # type: ignore[attr-defined]
         stop_group(group)
-
-
-def stop_group(group: int) -> None:
-    """SIGTERM a block's process group (its `zdl cluster up &`), wait, then SIGKILL what is left."""
-    try:
-        os.killpg(group, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(group, signal.SIGKILL)
-
-
-def run(shell: dict[str, object], heading: str, env: dict[str, str] | None = None) -> str:
-    """Run the doc's block under `heading` with bash (-e: the first failing command fails it); its output."""
-    text = block(DOC, heading)
-    for old, new in shell["substitute"].items():  # type: ignore[attr-defined]
-        text = text.replace(old, new)
-    background = text.rstrip().endswith("&")  # it starts a service and leaves it running: output to a file
-    output = open(Path(shell["cwd"]) / f"{heading}.out", "w") if background else subprocess.PIPE  # type: ignore[arg-type]
-    popen = subprocess.Popen(["bash", "-euo", "pipefail", "-c", text], cwd=shell["cwd"],  # type: ignore[arg-type]
-                             env={**shell["env"], **(env or {})}, stdout=output,  # type: ignore[dict-item]
-                             stderr=subprocess.STDOUT if background else subprocess.PIPE, text=True,
-                             start_new_session=True)
-    shell["groups"].append(popen.pid)  # type: ignore[attr-defined]
-    if background:
-        return ""
-    try:
-        out, err = popen.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(popen.pid, signal.SIGKILL)
-        out, err = popen.communicate()
-        raise AssertionError(f"{heading}: still running after 180 s\n{out}\n{err}") from None
-    assert popen.returncode == 0, f"{heading}: exit {popen.returncode}\n{text}\n{out}\n{err}"
-    return out
 
 
 def wait_ready(url: str, port: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import ssl
 from typing import Any
 
 from celery import Celery, signals
@@ -50,6 +51,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         # the coordinator, and a job whose coordinator died is resumed by the lease sweep (scheduling/recovery.py).
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
+        # kombu connects to a rediss:// URL without ssl_* parameters without checking the server's certificate
+        # (it only warns); check it against the system's CAs, as redis-py does on every other connection. The
+        # URL's own ssl_* parameters (ssl_ca_certs=...) replace these.
+        broker_use_ssl={"ssl_cert_reqs": ssl.CERT_REQUIRED} if settings.broker.startswith("rediss://") else False,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
