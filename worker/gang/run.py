@@ -19,7 +19,7 @@ import redis
 
 from worker.gang.protocol import GangKeys, ReplicaStart
 from worker.scheduling.heartbeat import alive_workers
-from worker.scheduling.lost_work import lost_entries, patience, queued, queued_ages
+from worker.scheduling.lost_work import live_takers, lost_entries, patience, queued, queued_ages
 from worker.settings import Settings
 from worker.state.cancel import cancel_requested
 from worker.state.checkpoints import encode_state, read_state, resume
@@ -160,7 +160,7 @@ class GangRun:
     def _lost(self, keys: GangKeys) -> bool:
         """Whether the turn has lost a replica (then it is abandoned: replicas see `abort` and stop)."""
         listed = {int(r): v.decode() for r, v in hash_reply(self.data.client.hgetall(keys.loops)).items()}
-        alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
+        alive = live_takers(self.client, self.settings)
         queued_for = queued_ages(listed, time.time())
         lost = lost_entries(listed, queued_for, alive, patience(self.client, self.settings, queued_for.values()))
         if len(listed) < self.replicas or lost:
