@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
     heartbeat_ttl_s: float = Field(default=6.0, gt=0)
     #: A block nobody has started after this long is sent again; a started block is re-sent as soon as
-    #: the worker computing it stops heartbeating.
+    #: the worker process computing it stops heartbeating (a worker started again under its name is another).
     block_timeout_s: float = Field(default=120.0, gt=0)
     #: How long the coordinator blocks on the completion list before it looks for lost blocks; also how
     #: long an idle block loop waits for a request before it checks whether it should end.

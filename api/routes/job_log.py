@@ -17,8 +17,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(requi
 
 
 class JobEvent(BaseModel):
-    """One entry: when (unix time), what (queued, started, checkpoint, resumed, cancel_asked, finished), and
-    its details (worker, mode, groups, block_workers, iteration, from_iteration, why, status)."""
+    """One entry: when (unix time), what (queued, started, checkpoint, replica_lost, resumed, cancel_asked,
+    finished), and its details (worker, mode, groups, block_workers, iteration, turn, replicas, from_iteration,
+    why, status)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -17,6 +17,7 @@ from worker.fanout.block_loop import LoopStart
 from worker.gang import replica
 from worker.gang.protocol import ReplicaStart
 from worker.scheduling.busy import working_on
+from worker.scheduling.heartbeat import identity
 from worker.settings import get_settings
 from worker.state import keys
 from worker.state.connection import redis_client, step_data
@@ -45,10 +46,11 @@ def run_job(self: Task, job_id: str) -> str | None:
 
 @app.task(name=SERVE_BLOCKS, bind=True)
 def serve_blocks(self: Task, start: dict[str, Any]) -> int:
-    """Serve one job run's block requests until idle (queue zdl.blocks); arrays come and go through Redis."""
+    """Serve one job run's block requests until idle (queue zdl.blocks); arrays come and go through Redis. The loop
+    and its groups are taken in this process's name (`identity`), so that they are seen lost if it dies."""
     loop, settings, worker = LoopStart.from_dict(start), get_settings(), self.request.hostname or "unknown"
     with working_on(redis_client(), settings, settings.blocks_queue, worker, loop.job_id):
-        return block_loop.serve(redis_client(), step_data(), settings, loop, worker, stopping=worker_stopping)
+        return block_loop.serve(redis_client(), step_data(), settings, loop, identity(worker), stopping=worker_stopping)
 
 
 @app.task(name=SERVE_REPLICA, bind=True)
@@ -56,7 +58,8 @@ def serve_replica(self: Task, start: dict[str, Any]) -> int:
     """Run one replica of a job's gang for a turn (queue zdl.blocks); parts come and go through Redis."""
     gang, settings, worker = ReplicaStart.from_dict(start), get_settings(), self.request.hostname or "unknown"
     with working_on(redis_client(), settings, settings.blocks_queue, worker, gang.job_id):
-        return replica.serve_replica(redis_client(), step_data(), settings, gang, worker, stopping=worker_stopping)
+        return replica.serve_replica(redis_client(), step_data(), settings, gang, identity(worker),
+                                     stopping=worker_stopping)
 
 
 def worker_stopping() -> bool:

@@ -10,12 +10,12 @@ fetching results, or to a Celery message per block. Every entry is computed by
 `zdl.engine.blocks_gradient`, whose bits do not depend on how blocks are grouped, so the weights are
 bit-identical to a local run.
 
-Requests that are not back in time are pushed again: at once if the worker that claimed them has stopped
-heartbeating, after `block_timeout_s` if nobody has claimed them; loops whose worker died, or whose
-Celery message never started, are replaced. While it waits, the coordinator keeps the step's arrays from
-expiring, writes them again when a block loop found them gone, checks the job's lease, deadline and cancel
-flag (`check`), and gives up (JobStopped: the job fails with the reason) when no group has come back for
-`stall_timeout_s`.
+Requests that are not back in time are pushed again: at once if the worker process that claimed them has
+stopped heartbeating (worker/scheduling/lost_work.py), after `block_timeout_s` if nobody has claimed them;
+loops whose worker process died, or whose Celery message never started, are replaced. While it waits, the
+coordinator keeps the step's arrays from expiring, writes them again when a block loop found them gone, checks
+the job's lease, deadline and cancel flag (`check`), and gives up (JobStopped: the job fails with the reason)
+when no group has come back for `stall_timeout_s`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from numpy.typing import NDArray
 
 from worker.fanout.block_loop import STOP, LoopStart, encode_request
 from worker.fanout.blocks import BlockRequest, all_groups
-from worker.scheduling.heartbeat import alive_workers
-from worker.scheduling.lost_work import lost_entries, patience, queued, queued_ages
+from worker.scheduling.heartbeat import alive_workers, worker_name
+from worker.scheduling.lost_work import live_takers, lost_entries, patience, queued, queued_ages, taken_by_lost
 from worker.settings import Settings
 from worker.state.cancel import cancel_requested
 from worker.state.errors import BlockFailed, JobCancelled, JobStopped
@@ -147,7 +147,8 @@ class FanoutGradient:
         return requests, int(replies[loops_at])
 
     def _note_live_workers(self, alive: set[str]) -> None:
-        """Want one loop per live block worker, at most one per group, at least one (a worker may come later)."""
+        """Want one loop per live block worker (`alive`: their names), at most one per group, at least one (a
+        worker may come later)."""
         self._wanted_loops, self._counted_at = max(1, min(self.n_tasks, len(alive))), time.monotonic()
 
     def _start_loops(self, run_keys: RunKeys, count: int) -> None:
@@ -235,12 +236,13 @@ class FanoutGradient:
             claimed, listed = pipe.execute()
         claims = {int(g): w.decode() for g, w in claimed.items()}
         loops = {loop.decode(): value.decode() for loop, value in listed.items()}
-        alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
+        alive = live_takers(self.client, self.settings)
         now, wall = time.monotonic(), time.time()
         queued_for = queued_ages(loops, wall)
         unclaimed_for = {g: now - sent for g, sent in pending.items() if g not in claims}
         limit = patience(self.client, self.settings, [*unclaimed_for.values(), *queued_for.values()])
-        lost = [g for g in pending if (g in claims and claims[g] not in alive) or unclaimed_for.get(g, 0.0) > limit]
+        lost = [g for g in pending if (g in claims and taken_by_lost(claims[g], alive)) or
+                unclaimed_for.get(g, 0.0) > limit]
         lost_loops = lost_entries(loops, queued_for, alive, limit)
         if lost or lost_loops:
             log.warning("job %s step %d: pushing block groups %s again (claimed by %s; alive: %s); replacing "
@@ -256,7 +258,7 @@ class FanoutGradient:
             pipe.execute()
         for g in lost:
             pending[g] = now
-        self._note_live_workers(alive)
+        self._note_live_workers({worker_name(taker) for taker in alive})
         missing = self._wanted_loops - (len(loops) - len(lost_loops))
         if missing > 0:
             self._start_loops(run_keys, missing)

@@ -18,9 +18,10 @@ from typing import Any
 import redis
 
 from worker.gang.protocol import GangKeys, ReplicaStart
-from worker.scheduling.heartbeat import alive_workers
-from worker.scheduling.lost_work import lost_entries, patience, queued, queued_ages
+from worker.scheduling.heartbeat import alive_workers, worker_name
+from worker.scheduling.lost_work import live_takers, lost_entries, patience, queued, queued_ages
 from worker.settings import Settings
+from worker.state import job_log
 from worker.state.cancel import cancel_requested
 from worker.state.checkpoints import encode_state, read_state, resume
 from worker.state.errors import BlockFailed, JobCancelled
@@ -95,14 +96,15 @@ class GangRun:
             self.replicas = max(1, min(self.planned, live))
             self._start(keys, progress.latest)
             try:
-                finished = self._follow(keys, progress, reporter)
+                lost = self._follow(keys, progress, reporter)
             except BaseException:  # cancelled, stopping, failed: the replicas stop too
                 self._abandon(keys)
                 raise
             finally:  # (inboxes are left alone: a replica may still be taking replica 0's last part)
                 self.data.client.delete(keys.state)
-            if not finished:  # abandoned: on from the last checkpoint, forgetting what came after it
+            if lost is not None:  # abandoned: on from the last checkpoint, forgetting what came after it
                 progress, reporter = self._rewind(), self.new_reporter(self.times)
+                self._tell_owner(lost, progress.step)
         assert progress.latest is not None
         return progress.state()
 
@@ -119,16 +121,17 @@ class GangRun:
             pipe.execute()
         self.send(starts)
 
-    def _follow(self, keys: GangKeys, progress: RunState, reporter: Report) -> bool:
-        """Feed replica 0's reports to the reporter until the turn ends (True) or is abandoned (False)."""
+    def _follow(self, keys: GangKeys, progress: RunState, reporter: Report) -> dict[int, str] | None:
+        """Feed replica 0's reports to the reporter until the turn ends (None) or is abandoned: then the replicas
+        lost (`_lost`)."""
         while True:
             item = self.data.client.blpop([keys.progress], timeout=self.settings.block_poll_s)
             if item is None:
                 if cancel_requested(self.client, self.record):
                     raise JobCancelled(self.job_id)  # (its replicas may still wait behind other work)
-                if self._lost(keys):
+                if lost := self._lost(keys):
                     self._abandon(keys)
-                    return False
+                    return lost
                 continue
             header, values = unpack(as_bytes(item[1]))
             if "error" in header:
@@ -141,7 +144,7 @@ class GangRun:
                 self.data.client.delete(keys.loops)
                 if cancel_requested(self.client, self.record):
                     raise JobCancelled(self.job_id)
-                return True
+                return None
 
     def _record(self, step: Mapping[str, Any], progress: RunState, reporter: Report) -> None:
         history = progress.history
@@ -157,17 +160,31 @@ class GangRun:
         reporter(Progress(step["iteration"], self.total, step["loss"], history.wall_time, step["train_acc"],
                           step["test_acc"]), progress)
 
-    def _lost(self, keys: GangKeys) -> bool:
-        """Whether the turn has lost a replica (then it is abandoned: replicas see `abort` and stop)."""
+    def _lost(self, keys: GangKeys) -> dict[int, str]:
+        """The replicas the turn has lost (then it is abandoned: replicas see `abort` and stop), each with what
+        became of it: the worker process that ran it stopped heartbeating, it never started, or it left."""
         listed = {int(r): v.decode() for r, v in hash_reply(self.data.client.hgetall(keys.loops)).items()}
-        alive = alive_workers(self.client, self.settings, self.settings.blocks_queue)
+        alive = live_takers(self.client, self.settings)
         queued_for = queued_ages(listed, time.time())
         lost = lost_entries(listed, queued_for, alive, patience(self.client, self.settings, queued_for.values()))
-        if len(listed) < self.replicas or lost:
+        gone = {r: "it left the turn" for r in range(self.replicas) if r not in listed}
+        gone |= {r: "it was never started by a block worker" if r in queued_for else
+                 f"the process of {worker_name(listed[r])} that ran it stopped (killed, or started again by its name)"
+                 for r in lost}
+        if gone:
             log.warning("job %s turn %d: abandoned (replicas %s lost, %d listed; alive: %s)", self.job_id, self.turn,
                         lost, len(listed), sorted(alive))
-            return True
-        return False
+        return gone
+
+    def _tell_owner(self, lost: dict[int, str], from_iteration: int) -> None:
+        """A `replica_lost` entry in the job's event log: which replicas, what became of them, and where the run
+        goes on from."""
+        why = "; ".join(f"replica {r}: {what}" for r, what in sorted(lost.items()))
+        try:
+            job_log.append(self.client, self.settings, self.job_id, "replica_lost", turn=self.turn,
+                           replicas=sorted(lost), why=why, from_iteration=from_iteration)
+        except redis.RedisError as exc:
+            log.warning("job %s: could not log the lost replicas (%s)", self.job_id, exc)
 
     def _abandon(self, keys: GangKeys) -> None:
         """Tell the turn's replicas to stop, and those not started yet not to start (best effort)."""

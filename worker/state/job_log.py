@@ -3,6 +3,8 @@
     queued          the API stored it
     started         a coordinator took it: which one, gang or fan-out, how many groups, which block workers
     checkpoint      saved at an iteration (consecutive ones are one entry: first, last, count)
+    replica_lost    a gang's turn lost replicas (their worker process died or never took them): which, why, and
+                    the checkpoint iteration the run went on from
     resumed         taken over from a checkpoint: by which coordinator, from which iteration, and why
     cancel_asked    its owner (or an admin) asked to cancel it while it ran
     finished        succeeded, failed (with the reason the record holds) or cancelled

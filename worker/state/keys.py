@@ -26,15 +26,15 @@
     <p>:scheduler                string  lock held while a process decides which jobs to send
     <p>:gang-start               string  lock held while a coordinator queues a gang's replicas
     <p>:gang:<job>:<r>.<turn>:*  a gang's turn (worker/gang/protocol.py: state, inboxes, progress, replicas, abort)
-    <p>:workers:<queue>          zset    worker hostname -> last heartbeat (unix time)
+    <p>:workers:<queue>          zset    worker process <hostname>#<instance> -> last heartbeat (unix time)
     <p>:slots:<queue>            hash    worker hostname -> how many jobs it runs at once (its concurrency)
     <p>:run:<job>:<r>:requests   list    the run's block-group requests (BlockRequest JSON), popped by block loops
-    <p>:run:<job>:<r>:loops      hash    block loop id -> "queued:<unix time sent>" or the worker serving it
+    <p>:run:<job>:<r>:loops      hash    block loop id -> "queued:<unix time sent>" or the worker process serving it
     <p>:step:<job>:<r>.<n>:<array> string one step's params W1 b1 W2 b2, batch x, t (raw bytes, expiring);
                                          r is the job's run (attempt), so a resumed run never reads old notices
     <p>:step:<job>:<r>.<n>:done  list    block completion notices (JSON line + raw float64 values) BLPOPed
                                          by the coordinator
-    <p>:step:<job>:<r>.<n>:claims hash   block group -> worker hostname computing it
+    <p>:step:<job>:<r>.<n>:claims hash   block group -> worker process (<hostname>#<instance>) computing it
     <p>:stats:*                  metrics shared by all processes (counters, histograms)
 """
 
