@@ -124,7 +124,7 @@ def check_append_only_layout(binary: str, data_dir: Path) -> None:
         return
     raise RuntimeError(f"{data_dir} holds the append-only directory ({AOF_DIR_NAME}) of Redis 7 or newer, which "
                        f"{binary} (Redis {'.'.join(map(str, version))}) cannot read: it would start with no jobs. "
-                       f"Start this cluster with Redis 7 or newer (ZDL_REDIS_SERVER names the redis-server)")
+                       f"Start it with Redis 7 or newer: ZDL_REDIS_SERVER=/path/to/redis-server")
 
 
 def lower_priority(nice: int) -> None:
