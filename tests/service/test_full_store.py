@@ -23,7 +23,7 @@ from worker.cluster.processes import redis_server_binary
 from worker.settings import Settings
 from worker.state import headroom, keys
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 API_KEY = "full-store-key"
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -17,6 +17,8 @@ from worker.settings import Settings
 from worker.state import headroom, keys
 from worker.state.job_store import JobStore
 
+pytestmark = pytest.mark.redis
+
 BODY = {"dataset": "mnist", "model": {"hidden_size": 4}, "training": {"iters": 5}}
 
 

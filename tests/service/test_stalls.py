@@ -18,7 +18,7 @@ from worker.cluster.launcher import LocalCluster
 from worker.cluster.processes import redis_server_binary
 from worker.settings import Settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 API_KEY = "stall-key"
 FINISHED = ("succeeded", "failed", "cancelled")

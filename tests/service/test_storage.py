@@ -95,6 +95,7 @@ def small_redis(tmp_path: Path) -> Iterator[str]:
     processes.stop([server])
 
 
+@pytest.mark.redis
 def test_a_full_redis_is_507_and_nothing_is_half_written(cluster, small_redis: str) -> None:
     client = redis.Redis.from_url(small_redis)
     settings = cluster.settings.model_copy(update={"redis_url": small_redis, "step_redis_url": "",
@@ -120,6 +121,7 @@ def test_a_full_redis_is_507_and_nothing_is_half_written(cluster, small_redis: s
         assert listed.status_code == 200 and listed.json()["total"] == 1  # reads still work
 
 
+@pytest.mark.redis
 def test_past_the_high_water_mark_jobs_and_sweeps_are_507_saying_how_much_room(app_client) -> None:
     client = app_client(redis_high_water=1e-6)  # the session's store is already past a mark this low
     sweep = {"base": BODY, "grid": {"seed": [1, 2]}}

@@ -24,7 +24,7 @@ from tests.service.conftest import AUTH, OTHER_KEY
 from worker.cluster import processes
 from worker.cluster.launcher import LocalCluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 LIMIT = 4
 MAX_AGE_S = 10

@@ -95,6 +95,7 @@ def one_redis_cluster(service_root, service_env, fast_settings):
         yield running
 
 
+@pytest.mark.redis
 class TestOneRedisForEverything:
     """Without a step Redis (ZDL_STEP_REDIS_URL empty) step data goes through the main Redis, written by
     scripts that keep it out of its append-only file; jobs come out the same."""

@@ -12,6 +12,8 @@ from worker.state.connection import step_data
 from worker.state.transfer import ArrayRef, StepData
 from zdl.pixels import normalize_pixels
 
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture(params=[False, True], ids=["plain", "unlogged"])
 def data(cluster, request):

