@@ -1,10 +1,14 @@
 """What a worker holds once a task has ended: nothing of the task (a gang replica's trainer, with its float copy
-of the data set, is freed when its turn ends, not at the garbage collector's next run). bench/soak.py found it:
-a block worker rose from 192 to 904 MB as turns' trainers waited for the collector, ~18 turns at a time."""
+of the data set, is freed when its turn ends, not at the garbage collector's next run), and no freed heap pages
+(handed back to the system, worker/celery_app/heap.py). bench/soak.py found the first: a block worker rose
+from 192 to 904 MB as turns' trainers waited for the collector, ~18 turns at a time."""
 
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,3 +67,35 @@ def test_a_replicas_turn_frees_its_trainer_without_the_garbage_collector(
             gc.enable()
     assert steps == spec.training.iters  # the turn ran to the job's end
     assert after == before
+
+
+#: A heap block of 64 MB freed below a small live one: glibc keeps its pages (its mmap threshold set above the
+#: block, so that it comes from the heap; its trim threshold too, so that free() itself returns nothing).
+FREED_IN_THE_HEAP = textwrap.dedent("""
+    import numpy as np
+    from worker.celery_app.heap import return_freed_memory
+
+    def rss_mb():
+        status = open("/proc/self/status").read().splitlines()
+        return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 1024
+
+    block = np.ones(8 * 2**20)  # 64 MB, every page written
+    pinned = np.ones(100_000)  # above it in the heap
+    del block
+    held = rss_mb()
+    returned = return_freed_memory()
+    print(returned, held - rss_mb())
+""")
+
+
+def test_the_memory_a_task_freed_goes_back_to_the_system() -> None:
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux's /proc to read a process's resident memory")
+    env = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", FREED_IN_THE_HEAP], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    returned, dropped_mb = done.stdout.split()
+    if returned != "True":
+        pytest.skip("this C library has no malloc_trim (not glibc)")
+    assert float(dropped_mb) > 60  # of the 64 MB freed
