@@ -6,9 +6,11 @@ sweeps, cancels, and finished work deleted, as users do. Every `--fault-every` m
 SIGKILL a block worker, SIGKILL the coordinator worker (its pool too), restart the step Redis (it comes back
 empty); the dead process is then replaced. At each interval it prints every process's resident memory and open
 descriptors, each Redis's used_memory and connected_clients, and the 5xx answers; at the end the whole table,
-the 5xx total, the jobs lost (submitted, not seen to end, and neither queued nor running now) and each
-series' slope after warm-up, flat or growing (a restarted process's series from its own start plus the warm-up;
-the block worker killed is always blocks1, so blocks2's series runs whole).
+the 5xx total, the jobs lost (submitted, not seen to end, and neither queued nor running now), a verdict per
+series (flat: its peak after warm-up no higher than its peak during warm-up, within a tolerance that
+bench/soak_gauges.py sets and explains; a restarted process's series from its own start, its first minutes
+its warm-up; the block worker killed is always blocks1, so blocks2's series runs whole), and one line that
+sums up the run.
 
     python bench/soak.py [--minutes 60] [--interval 60] [--fault-every 4] [--warmup 10] [--data-dir DIR]
 """
@@ -81,16 +83,26 @@ def report_end(samples: list[Sample], load: Load, warmup_min: float) -> None:
         f"ended {load.ended()}, still queued or running {len(in_flight)}, lost {len(lost)}"
         + (f": {', '.join(lost[:10])}" if lost else ""))
     out()
-    out(f"| series (after {warmup_min:g} min) | mean | slope per min | growth over window | verdict |")
-    out("|---|---:|---:|---:|---|")
+    out(f"| series | peak in warm-up ({warmup_min:g} min) | peak after | rise | slope after, per min | verdict |")
+    out("|---|---:|---:|---:|---:|---|")
     names = sorted({n for s in samples for n in s.values if n.rsplit(" ", 1)[1] in FLAT_FLOOR})
+    growing, unjudged = [], []
     for name in names:
         t = trend(name, samples, warmup_min)
         if t is None:
-            out(f"| {name} | - | - | - | too few samples after warm-up (restarted late) |")
-        else:
-            out(f"| {name} | {t.mean:.1f} | {t.slope_per_min:+.3f} | {t.growth:+.1f} | "
-                f"{'flat' if t.flat else 'GROWS'} |")
+            unjudged.append(name)
+            out(f"| {name} | - | - | - | - | too few samples after warm-up (restarted late) |")
+            continue
+        if not t.flat:
+            growing.append(name)
+        out(f"| {name} | {t.warmup_peak:.1f} | {t.later_peak:.1f} | {t.rise:+.1f} | {t.slope_per_min:+.3f} | "
+            f"{'flat' if t.flat else 'GROWS'} |")
+    out()
+    ok = not growing and not load.total_5xx and not lost
+    out(f"verdict: {'PASS' if ok else 'FAIL'}: {len(names) - len(growing) - len(unjudged)} series flat after warm-up"
+        + (f", {len(growing)} growing ({', '.join(growing)})" if growing else "")
+        + (f", {len(unjudged)} not judged (restarted late)" if unjudged else "")
+        + f"; {load.total_5xx} 5xx; {len(lost)} of {load.submitted()} jobs lost")
 
 
 def soak(cluster: LocalCluster, keys: list[str], args: argparse.Namespace) -> None:
