@@ -142,7 +142,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="how long the load runs (default 60)")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples (default 60)")
     parser.add_argument("--fault-every", type=float, default=4.0, help="minutes between faults (default 4)")
-    parser.add_argument("--warmup", type=float, default=10.0, help="minutes left out of the slopes (default 10)")
+    parser.add_argument("--warmup", type=float, default=10.0,
+                        help="minutes of warm-up, whose peak later samples are judged against (default 10)")
     parser.add_argument("--submit-every", type=float, default=4.0, help="seconds between submissions (default 4)")
     parser.add_argument("--data-dir", type=Path, default=None, help="MNIST files (default: shared mnist-small)")
     args = parser.parse_args()
