@@ -4,13 +4,13 @@ On a local cluster (3 Redis servers, a coordinator worker, 2 block workers, the 
 (numerical, backprop and a few numerical-reference steps), polled, their event streams opened and dropped, small
 sweeps, cancels, and finished work deleted, as users do. Every `--fault-every` minutes one fault in turn:
 SIGKILL a block worker, SIGKILL the coordinator worker (its pool too), restart the step Redis (it comes back
-empty); the dead process is then replaced. At each interval it prints every process's resident memory and open
-descriptors, each Redis's used_memory and connected_clients, and the 5xx answers; at the end the whole table,
-the 5xx total, the jobs lost (submitted, not seen to end, and neither queued nor running now), a verdict per
-series (flat: its peak after warm-up no higher than its peak during warm-up, within a tolerance that
-bench/soak_gauges.py sets and explains; a restarted process's series from its own start, its first minutes
-its warm-up; the block worker killed is always blocks1, so blocks2's series runs whole), and one line that
-sums up the run.
+empty); the dead process is then replaced. At each interval it prints every process's resident memory (its
+peak over the interval) and open descriptors, each Redis's used_memory and connected_clients, and the 5xx
+answers; at the end the whole table, the 5xx total, the jobs lost (submitted, not seen to end, and neither
+queued nor running now), a verdict per series (flat: its peak after warm-up no higher than its peak during
+warm-up, within a tolerance that bench/soak_gauges.py sets and explains; a restarted process's series from
+its own start, its first minutes its warm-up; the block worker killed is always blocks1, so blocks2's series
+runs whole), and one line that sums up the run.
 
     python bench/soak.py [--minutes 60] [--interval 60] [--fault-every 4] [--warmup 10] [--data-dir DIR]
 """
@@ -66,9 +66,9 @@ def report_interval(sample: Sample, load: Load) -> None:
     sample.values["http 5xx"] = float(counts["5xx"])
     out(f"-- {sample.minute:.1f} min: {counts['requests']} requests, 5xx {counts['5xx']}, "
         f"errors {counts['errors']}, submitted {load.submitted()}, ended {load.ended()}")
-    processes = sorted({n.split(" ")[0] for n in sample.values if n.endswith("rss_mb")})
-    out("   RSS MB / fds: " + ", ".join(f"{p} {sample.values[f'{p} rss_mb']:.0f}/{sample.values[f'{p} fds']:.0f}"
-                                        for p in processes))
+    processes = sorted({n.split(" ")[0] for n in sample.values if n.endswith("peak_rss_mb")})
+    out("   peak RSS MB / fds: " + ", ".join(
+        f"{p} {sample.values[f'{p} peak_rss_mb']:.0f}/{sample.values[f'{p} fds']:.0f}" for p in processes))
     servers = sorted({n.split(" ")[0] for n in sample.values if n.endswith("used_mb")})
     out("   Redis used MB / clients: " + ", ".join(
         f"{r} {sample.values[f'{r} used_mb']:.1f}/{sample.values[f'{r} clients']:.0f}" for r in servers))

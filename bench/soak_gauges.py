@@ -1,10 +1,10 @@
 """What bench/soak.py reads at each interval, and how it judges a series: flat after warm-up, or growing.
 
-A process's figures are those of its whole tree (a Celery worker and its prefork pool): resident memory summed,
-open descriptors summed. A process restarted by a fault starts a new series: its figures count only from its own
-start, its first minutes its warm-up (a fresh process grows to its working size again). Each Redis's figures
-come from INFO (used_memory, connected_clients), read over one connection kept open for the whole run, so the
-reader adds the same one client to every sample.
+A process's figures are those of its whole tree (a Celery worker and its prefork pool): resident memory (each
+process's peak over the interval) summed, open descriptors summed. A process restarted by a fault starts a new
+series: its figures count only from its own start, its first minutes its warm-up (a fresh process grows to its
+working size again). Each Redis's figures come from INFO (used_memory, connected_clients), read over one
+connection kept open for the whole run, so the reader adds the same one client to every sample.
 
 A series is flat when its peak after warm-up does not rise above its peak during warm-up by more than the
 tolerance below (FLAT_SHARE): a worker that holds a bounded working set, and gives memory back between tasks
@@ -24,14 +24,14 @@ from worker.cluster.launcher import LocalCluster
 
 #: How far a series' peak after warm-up may rise above its peak during warm-up and still be flat: a share of the
 #: warm-up peak, or this floor (in the series' own unit), whichever is larger. A bounded working set reaches its
-#: peak in warm-up (every job shape of the mix runs within its first minutes), and later samples catch it at
-#: much the same height; a leak or an unbounded cache keeps setting new peaks. The share is what one sample
-#: may catch on top of an earlier one of the same steady state: a block worker sampled during a turn holds its
-#: trainer's data set (47 MB on mnist-small) and the job's small working set (a few MB for the mix's
-#: shapes), so its peaks differ by a few MB, well under 5% of its ~250 MB. Below the floor lies the noise
-#: of one allocation or one socket.
+#: peak in warm-up (every job shape of the mix runs within its first minutes), and later intervals reach much
+#: the same height; a leak or an unbounded cache keeps setting new peaks. The share is what one interval may
+#: reach above another of the same steady state: a block worker's interval peak is its idle size, a turn's
+#: copy of the data set (47 MB on mnist-small) and the working set of the largest job it ran then, which
+#: differs between the mix's shapes by a few MB, well under 5% of its ~270 MB. Below the floor lies the
+#: noise of one allocation or one socket.
 FLAT_SHARE = 0.05
-FLAT_FLOOR = {"rss_mb": 5.0, "fds": 2.0, "used_mb": 1.0, "clients": 2.0}
+FLAT_FLOOR = {"peak_rss_mb": 5.0, "fds": 2.0, "used_mb": 1.0, "clients": 2.0}
 
 
 def tree_pids(pid: int) -> list[int]:
@@ -42,14 +42,24 @@ def tree_pids(pid: int) -> list[int]:
         return []
 
 
-def tree_rss_mb(pid: int) -> float:
+def tree_peak_rss_mb(pid: int) -> float:
+    """The highest resident memory of each process of the tree since the last reading, summed: VmHWM, then
+    reset (writing 5 to /proc/PID/clear_refs, Linux 4.0 on), so that the next reading covers the next interval
+    only. A sample's instant would catch a worker between two tasks or in one, by chance: a block worker gives
+    its task's memory back when the task ends (worker/celery_app/heap.py), 219 MB idle, 271 MB during a turn.
+    Where the reset is refused, the process's resident memory at this instant (VmRSS)."""
     total = 0.0
     for p in tree_pids(pid):
         try:
             status = Path(f"/proc/{p}/status").read_text()
+            field = "VmHWM:"
+            try:
+                Path(f"/proc/{p}/clear_refs").write_text("5")
+            except OSError:
+                field = "VmRSS:"
         except OSError:
             continue
-        total += sum(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+        total += sum(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith(field))
     return total
 
 
@@ -65,7 +75,7 @@ def tree_fds(pid: int) -> int:
 
 @dataclass
 class Sample:
-    """One interval's figures: {series name: value}, e.g. "blocks1 rss_mb" or "redis-steps clients"; and the
+    """One interval's figures: {series name: value}, e.g. "blocks1 peak_rss_mb" or "redis-steps clients"; and the
     process behind each name then, with the minute it was first seen."""
 
     minute: float
@@ -89,7 +99,7 @@ class Gauges:
             if proc.name.startswith("redis"):
                 continue
             sample.since[proc.name] = self.first_seen.setdefault(proc.pid, minute)
-            sample.values[f"{proc.name} rss_mb"] = tree_rss_mb(proc.pid)
+            sample.values[f"{proc.name} peak_rss_mb"] = tree_peak_rss_mb(proc.pid)
             sample.values[f"{proc.name} fds"] = float(tree_fds(proc.pid))
         for name, client in self.redis.items():
             try:
