@@ -1,7 +1,8 @@
 """Soak run of the service: mixed load from 20 keys for N minutes with faults, watching for anything that grows.
 
 On a local cluster (3 Redis servers, a coordinator worker, 2 block workers, the API): jobs submitted from 20 keys
-(numerical, backprop and a few numerical-reference steps), polled, their event streams opened and dropped, small
+(one from each at once at the start, as a class does, then one every `--submit-every` seconds; numerical,
+backprop and a few numerical-reference steps), polled, their event streams opened and dropped, small
 sweeps, cancels, and finished work deleted, as users do. Every `--fault-every` minutes one fault in turn:
 SIGKILL a block worker, SIGKILL the coordinator worker (its pool too), restart the step Redis (it comes back
 empty); the dead process is then replaced. At each interval it prints every process's resident memory (its
@@ -109,6 +110,7 @@ def soak(cluster: LocalCluster, keys: list[str], args: argparse.Namespace) -> No
     load = Load(cluster.url, keys, submit_every_s=args.submit_every)
     gauges = Gauges(cluster)
     stop = threading.Event()
+    load.class_starts()
     threads = load.threads(stop)
     for thread in threads:
         thread.start()

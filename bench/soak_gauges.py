@@ -24,12 +24,12 @@ from worker.cluster.launcher import LocalCluster
 
 #: How far a series' peak after warm-up may rise above its peak during warm-up and still be flat: a share of the
 #: warm-up peak, or this floor (in the series' own unit), whichever is larger. A bounded working set reaches its
-#: peak in warm-up (every job shape of the mix runs within its first minutes), and later intervals reach much
-#: the same height; a leak or an unbounded cache keeps setting new peaks. The share is what one interval may
-#: reach above another of the same steady state: a block worker's interval peak is its idle size, a turn's
-#: copy of the data set (47 MB on mnist-small) and the working set of the largest job it ran then, which
-#: differs between the mix's shapes by a few MB, well under 5% of its ~270 MB. Below the floor lies the
-#: noise of one allocation or one socket.
+#: peak in warm-up (every job shape of the mix runs within its first minutes, every coordinator slot in its
+#: first seconds: bench/soak_load.py's class start), and later intervals reach much the same height; a leak or
+#: an unbounded cache keeps setting new peaks. The share is what one interval may reach above another of the
+#: same steady state: a block worker's interval peak is its idle size, a turn's copy of the data set (47 MB on
+#: mnist-small) and the working set of the largest job it ran then, which differs between the mix's shapes by
+#: a few MB, well under 5% of its ~270 MB. Below the floor lies the noise of one allocation or one socket.
 FLAT_SHARE = 0.05
 FLAT_FLOOR = {"peak_rss_mb": 5.0, "fds": 2.0, "used_mb": 1.0, "clients": 2.0}
 
