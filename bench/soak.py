@@ -1,14 +1,17 @@
 """Soak run of the service: mixed load from 20 keys for N minutes with faults, watching for anything that grows.
 
 On a local cluster (3 Redis servers, a coordinator worker, 2 block workers, the API): jobs submitted from 20 keys
-(numerical, backprop and a few numerical-reference steps), polled, their event streams opened and dropped, small
+(one from each at once at the start, as a class does, then one every `--submit-every` seconds; numerical,
+backprop and a few numerical-reference steps), polled, their event streams opened and dropped, small
 sweeps, cancels, and finished work deleted, as users do. Every `--fault-every` minutes one fault in turn:
 SIGKILL a block worker, SIGKILL the coordinator worker (its pool too), restart the step Redis (it comes back
-empty); the dead process is then replaced. At each interval it prints every process's resident memory and open
-descriptors, each Redis's used_memory and connected_clients, and the 5xx answers; at the end the whole table,
-the 5xx total, the jobs lost (submitted, not seen to end, and neither queued nor running now) and each
-series' slope after warm-up, flat or growing (a restarted process's series from its own start plus the warm-up;
-the block worker killed is always blocks1, so blocks2's series runs whole).
+empty); the dead process is then replaced. At each interval it prints every process's resident memory (its
+peak over the interval) and open descriptors, each Redis's used_memory and connected_clients, and the 5xx
+answers; at the end the whole table, the 5xx total, the jobs lost (submitted, not seen to end, and neither
+queued nor running now), a verdict per series (flat: its peak after warm-up no higher than its peak during
+warm-up, within a tolerance that bench/soak_gauges.py sets and explains; a restarted process's series from
+its own start, its first minutes its warm-up; the block worker killed is always blocks1, so blocks2's series
+runs whole), and one line that sums up the run.
 
     python bench/soak.py [--minutes 60] [--interval 60] [--fault-every 4] [--warmup 10] [--data-dir DIR]
 """
@@ -64,9 +67,9 @@ def report_interval(sample: Sample, load: Load) -> None:
     sample.values["http 5xx"] = float(counts["5xx"])
     out(f"-- {sample.minute:.1f} min: {counts['requests']} requests, 5xx {counts['5xx']}, "
         f"errors {counts['errors']}, submitted {load.submitted()}, ended {load.ended()}")
-    processes = sorted({n.split(" ")[0] for n in sample.values if n.endswith("rss_mb")})
-    out("   RSS MB / fds: " + ", ".join(f"{p} {sample.values[f'{p} rss_mb']:.0f}/{sample.values[f'{p} fds']:.0f}"
-                                        for p in processes))
+    processes = sorted({n.split(" ")[0] for n in sample.values if n.endswith("peak_rss_mb")})
+    out("   peak RSS MB / fds: " + ", ".join(
+        f"{p} {sample.values[f'{p} peak_rss_mb']:.0f}/{sample.values[f'{p} fds']:.0f}" for p in processes))
     servers = sorted({n.split(" ")[0] for n in sample.values if n.endswith("used_mb")})
     out("   Redis used MB / clients: " + ", ".join(
         f"{r} {sample.values[f'{r} used_mb']:.1f}/{sample.values[f'{r} clients']:.0f}" for r in servers))
@@ -81,22 +84,33 @@ def report_end(samples: list[Sample], load: Load, warmup_min: float) -> None:
         f"ended {load.ended()}, still queued or running {len(in_flight)}, lost {len(lost)}"
         + (f": {', '.join(lost[:10])}" if lost else ""))
     out()
-    out(f"| series (after {warmup_min:g} min) | mean | slope per min | growth over window | verdict |")
-    out("|---|---:|---:|---:|---|")
+    out(f"| series | peak in warm-up ({warmup_min:g} min) | peak after | rise | slope after, per min | verdict |")
+    out("|---|---:|---:|---:|---:|---|")
     names = sorted({n for s in samples for n in s.values if n.rsplit(" ", 1)[1] in FLAT_FLOOR})
+    growing, unjudged = [], []
     for name in names:
         t = trend(name, samples, warmup_min)
         if t is None:
-            out(f"| {name} | - | - | - | too few samples after warm-up (restarted late) |")
-        else:
-            out(f"| {name} | {t.mean:.1f} | {t.slope_per_min:+.3f} | {t.growth:+.1f} | "
-                f"{'flat' if t.flat else 'GROWS'} |")
+            unjudged.append(name)
+            out(f"| {name} | - | - | - | - | too few samples after warm-up (restarted late) |")
+            continue
+        if not t.flat:
+            growing.append(name)
+        out(f"| {name} | {t.warmup_peak:.1f} | {t.later_peak:.1f} | {t.rise:+.1f} | {t.slope_per_min:+.3f} | "
+            f"{'flat' if t.flat else 'GROWS'} |")
+    out()
+    ok = not growing and not load.total_5xx and not lost
+    out(f"verdict: {'PASS' if ok else 'FAIL'}: {len(names) - len(growing) - len(unjudged)} series flat after warm-up"
+        + (f", {len(growing)} growing ({', '.join(growing)})" if growing else "")
+        + (f", {len(unjudged)} not judged (restarted late)" if unjudged else "")
+        + f"; {load.total_5xx} 5xx; {len(lost)} of {load.submitted()} jobs lost")
 
 
 def soak(cluster: LocalCluster, keys: list[str], args: argparse.Namespace) -> None:
     load = Load(cluster.url, keys, submit_every_s=args.submit_every)
     gauges = Gauges(cluster)
     stop = threading.Event()
+    load.class_starts()
     threads = load.threads(stop)
     for thread in threads:
         thread.start()
@@ -130,7 +144,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="how long the load runs (default 60)")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples (default 60)")
     parser.add_argument("--fault-every", type=float, default=4.0, help="minutes between faults (default 4)")
-    parser.add_argument("--warmup", type=float, default=10.0, help="minutes left out of the slopes (default 10)")
+    parser.add_argument("--warmup", type=float, default=10.0,
+                        help="minutes of warm-up, whose peak later samples are judged against (default 10)")
     parser.add_argument("--submit-every", type=float, default=4.0, help="seconds between submissions (default 4)")
     parser.add_argument("--data-dir", type=Path, default=None, help="MNIST files (default: shared mnist-small)")
     args = parser.parse_args()

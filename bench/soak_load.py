@@ -1,8 +1,9 @@
 """The mixed load of bench/soak.py: what 20 users do at once, and a ledger of every job they submitted.
 
-Each activity is a thread with its own HTTP client: submit (a key in turn), poll (a job's record, a key's list),
-stream (open a job's event stream, read a few events, drop it), sweep (two jobs), cancel (a running job), tidy
-(delete work seen to end, so that the keys' stored-job quotas are never the limit). Every answer is counted;
+It starts with every key submitting a job at once (`class_starts`); then each activity is a thread with its
+own HTTP client: submit (a key in turn), poll (a job's record, a key's list), stream (open a job's event
+stream, read a few events, drop it), sweep (two jobs), cancel (a running job), tidy (delete work seen to
+end, so that the keys' stored-job quotas are never the limit). Every answer is counted;
 a 5xx is the figure that must stay 0. A refusal (429: a key's quota) is an answer, not an error.
 """
 
@@ -13,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -97,6 +99,19 @@ class Load:
         return lost, in_flight
 
     # --- the activities -------------------------------------------------------------------------------------
+    def class_starts(self) -> None:
+        """Every key submits a job at once, as a class does when a lesson starts: every coordinator slot then
+        runs a job (and opens its connections) in the warm-up, not first at a later burst, such as the jobs
+        resumed after a coordinator's restart, where the step would read as growth."""
+        rng = random.Random(-1)
+        bodies = [job_body(rng) for _ in self.keys]
+        with httpx.Client(base_url=self.url, timeout=30) as http, ThreadPoolExecutor(len(self.keys)) as pool:
+            answers = list(pool.map(lambda kb: self.request(http, "POST", "/v1/jobs", kb[0], json=kb[1]),
+                                    zip(self.keys, bodies, strict=True)))
+        with self.lock:
+            self.owner.update({r.json()["id"]: key for key, r in zip(self.keys, answers, strict=True)
+                               if r is not None and r.status_code == 201})
+
     def threads(self, stop: threading.Event) -> list[threading.Thread]:
         activities: list[tuple[Callable[[httpx.Client, random.Random], None], float]] = [
             (self.submit, self.submit_every_s), (self.poll, 0.2), (self.stream, 1.0), (self.sweep, 30.0),

@@ -17,7 +17,10 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.celery_app import log_context  # noqa: F401  (connects the logging signals)
+from worker.celery_app import (  # noqa: F401  (connect their signals: a task's freed memory returned, logs)
+    heap,
+    log_context,
+)
 from worker.celery_app.bootsteps import Heartbeat
 from worker.celery_app.enqueue import JobQueue
 from worker.celery_app.names import RUN_JOB, SERVE_BLOCKS, SERVE_REPLICA
