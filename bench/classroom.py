@@ -75,6 +75,8 @@ class Classroom:
     refused: list[str] = field(default_factory=list)
     get_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    started: float = 0.0  # time.monotonic() when the class began
+    fault_at: float | None = None  # seconds after the start: the block worker SIGKILLed
 
     def add_key(self, name: str) -> None:
         made = self.admin.post("/v1/admin/keys", json={"name": name}).raise_for_status().json()
@@ -179,6 +181,7 @@ def run_class(room: Classroom, cluster: LocalCluster, args: argparse.Namespace) 
     cancellers = set(rng.sample(sorted(room.keys), STUDENTS // 10))
     doomed = rng.sample(sorted(room.keys), REVOKED)
     start, midway_done, pending_cancels = time.monotonic(), False, []
+    room.started = start
     while True:
         unfinished = room.poll_once()  # every round: a job's first iteration is seen within about a second
         if not (unfinished or events or pending_cancels):
@@ -191,6 +194,7 @@ def run_class(room: Classroom, cluster: LocalCluster, args: argparse.Namespace) 
             for n in range(1, ADDED + 1):
                 room.add_key(f"late{n}")
             killed = cluster.blocks[0]
+            room.fault_at = time.monotonic() - start
             os.kill(killed.pid, signal.SIGKILL)
             killed.popen.wait()
             replaced = cluster.replace_dead(timeout_s=300)
@@ -237,6 +241,11 @@ def report(room: Classroom, cluster: LocalCluster, peaks: dict[str, float]) -> N
                 by_key.setdefault(j.key, []).append(waits[j.job_id])
         worst = max(by_key, key=lambda k: float(np.mean(by_key[k])))
         out(f"| the worst key's wait | {worst}: mean {np.mean(by_key[worst]):.1f} s over {len(by_key[worst])} jobs | |")
+        longest = sorted((j for j in room.jobs if j.job_id in waits), key=lambda j: -waits[j.job_id])[:5]
+        fault = f" (block worker SIGKILLed at {room.fault_at:.0f} s)" if room.fault_at is not None else ""
+        out(f"| the five longest waits, and when those jobs were sent{fault} | "
+            + ", ".join(f"{waits[j.job_id]:.1f} s (sent at {j.submitted - room.started:.0f} s)" for j in longest)
+            + " | |")
     usage = room.admin.get("/v1/usage").raise_for_status().json()["keys"]
     cpu = {k["name"]: k["usage"]["cpu_seconds"] for k in usage if k["name"] in room.keys}
     steady = [cpu.get(name, 0.0) for name in room.keys if name not in room.revoked and not name.startswith("late")]

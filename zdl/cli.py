@@ -234,5 +234,8 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m zdl.cli`: run the imported module's main, whose UserError the
+    # commands raise (this file's second copy, __main__, has a UserError of its own that they never raise)
+    from zdl.cli import main as imported_main
+
+    sys.exit(imported_main())
