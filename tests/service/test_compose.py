@@ -158,7 +158,7 @@ def test_containers_reach_nothing_beyond_this_host(cluster: Cluster) -> None:
 def test_redis_servers_are_locked(cluster: Cluster) -> None:
     project, password = cluster.project, cluster.secrets["ZDL_REDIS_PASSWORD"]
     as_app = 'REDISCLI_AUTH="$ZDL_REDIS_PASSWORD" redis-cli '
-    for service, maxmemory in (("redis", 1 << 30), ("redis-steps", 512 << 20)):
+    for service, maxmemory in (("redis", 1 << 30), ("redis-steps", 512 << 20), ("redis-broker", 256 << 20)):
         assert "NOAUTH" in project.exec(service, "redis-cli", "get", "x")
         assert "WRONGPASS" in project.exec(service, "redis-cli", "auth", APP_USER, password[::-1])
         assert project.exec(service, "sh", "-c", as_app + "ping").strip() == "PONG"
