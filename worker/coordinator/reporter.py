@@ -34,12 +34,13 @@ class StepTimings(Protocol):
 
 
 class TrainerView(Protocol):
-    """What the reporter reads of a run: its history, and its state at a checkpoint step."""
+    """What the reporter reads of a run: its history, and its state to checkpoint (None: none to checkpoint yet;
+    a gang's, stopping before replica 0 sent one)."""
 
     @property
     def history(self) -> History: ...
 
-    def state(self) -> TrainerState: ...
+    def state(self) -> TrainerState | None: ...
 
 
 class StepReporter:
@@ -110,8 +111,9 @@ class StepReporter:
                              f"of {limit:g} s (ZDL_MAX_JOB_SECONDS)")
 
     def flush(self, progress: Progress, trainer: TrainerView, elapsed: float, checkpoint: bool = False) -> bool:
-        """Write the batch, with a checkpoint of the trainer if asked (in the same round trip, so the
-        checkpoint's step always equals the number of losses recorded); True if a cancel was requested."""
+        """Write the batch, with a checkpoint of the trainer if asked, in the same round trip (a gang's checkpoint
+        when stopping may be of an earlier step: a run resumed from it forgets the losses recorded after it);
+        True if a cancel was requested."""
         rate = progress.iteration / elapsed if elapsed > 0 else 0.0
         fields: dict[str, Any] = {
             "iteration": progress.iteration, "loss": progress.loss, "iterations_per_s": rate,
@@ -127,8 +129,8 @@ class StepReporter:
             pipe.incrby(stats.iterations_key(settings, self.owner), len(self.losses))
             stats.fanout_overhead_seconds(settings).observe(pipe, *self.overheads)
             stats.block_seconds(settings).observe(pipe, *self.block_seconds)
-            if checkpoint:
-                queue_checkpoint(pipe, settings, self.job_id, trainer.state())
+            if checkpoint and (state := trainer.state()) is not None:
+                queue_checkpoint(pipe, settings, self.job_id, state)
             self.store.record_progress(pipe, self.job_id, self.losses, self.epochs, fields, event)
             cancel_flag = pipe.execute()[-1]
         self.losses, self.epochs, self.overheads, self.block_seconds = [], [], [], []

@@ -19,7 +19,8 @@ Keys of one turn (step Redis, expiring), under `<p>:gang:<job>:<run>.<turn>`:
     :state      string  the state the turn starts from (absent: the job's first step)
     :in:<r>     list    replica r's inbox: the other replicas' parts, step after step
     :progress   list    replica 0's reports to the coordinator: steps, checkpoint states, the end
-    :loops      hash    replica -> "queued:<unix time>" until it starts, then its worker
+    :loops      hash    replica -> "queued:<unix time>" until it starts, then its worker; replica 0's is "ended"
+                        once its task returns (after its last report: a turn not ended by then never will be)
     :abort      string  set by the coordinator when it abandons the turn
     :shm        hash    the replicas' handshake for parts through shared memory (worker/gang/shared_parts.py)
 """

@@ -16,6 +16,7 @@ from worker.fanout.blocks import all_groups, prepared_group
 from worker.fanout.gradient import gather_layout
 from worker.gang.protocol import ReplicaStart
 from worker.gang.shared_parts import SharedParts
+from worker.scheduling.lost_work import ENDED
 from worker.scheduling.turns import Turn
 from worker.settings import Settings
 from worker.state.checkpoints import decode_state, state_fields
@@ -74,6 +75,8 @@ def serve_replica(client: redis.Redis, data: StepData, settings: Settings, start
         meter.flush()
         if exchange is not None:
             exchange.close()
+        if start.replica == 0:
+            _ended(data, start)
     return steps
 
 
@@ -86,6 +89,16 @@ def replica_trainer(start: ReplicaStart, state: bytes | None) -> Trainer:
     if state is not None:
         trainer.restore(decode_state(state, History(config=trainer.history.config)))
     return trainer
+
+
+def _ended(data: StepData, start: ReplicaStart) -> None:
+    """Say that replica 0's task returns (after its last report), so that a coordinator still waiting for the
+    turn's end never waits for it in vain; only while it is listed (the coordinator may have closed the turn).
+    The other replicas stay listed by their worker: one that stops early is lost when its process goes."""
+    try:
+        enter(data.client, start.keys.loops, str(start.replica), ENDED)
+    except redis.RedisError:
+        pass  # the coordinator also sees the worker's heartbeat
 
 
 def _leave(data: StepData, start: ReplicaStart) -> None:

@@ -19,7 +19,7 @@ import redis
 
 from worker.gang.protocol import GangKeys, ReplicaStart
 from worker.scheduling.heartbeat import alive_workers, worker_name
-from worker.scheduling.lost_work import live_takers, lost_entries, patience, queued, queued_ages
+from worker.scheduling.lost_work import ENDED, live_takers, lost_entries, patience, queued, queued_ages
 from worker.settings import Settings
 from worker.state import job_log
 from worker.state.cancel import cancel_requested
@@ -52,20 +52,45 @@ class StepTimes:
 
 @dataclass
 class RunState:
-    """What the coordinator knows of a gang run: the history so far and the latest state replica 0 sent
-    (the trainer the reporter reads: `history` and `state()`)."""
+    """What the coordinator knows of a gang run: the history so far, and the latest state replica 0 sent with
+    the history as it stood at that state's step (the trainer the reporter reads: `history` and `state()`).
+
+    Replica 0 sends a state only now and then (checkpoint steps, a turn's end), and the coordinator may have to
+    checkpoint between two (it is stopping): the checkpoint is then the latest state with *its* history, not the
+    history so far, so that a run resumed from it counts its steps from where its state is."""
 
     history: History
     latest: TrainerState | None = None
+    history_at_latest: History | None = None
+    pending: TrainerState | None = None  # a state received whose step is not yet recorded
 
-    def state(self) -> TrainerState:
-        assert self.latest is not None, "a checkpoint is due only at a step whose state was sent"
-        return TrainerState(self.latest.step, self.latest.params, self.latest.rng_state,
-                            History.from_dict(self.history.to_dict()))
+    def __post_init__(self) -> None:
+        if self.latest is not None and self.history_at_latest is None:
+            self.history_at_latest = _copy(self.history)
+
+    def received(self, state: TrainerState) -> None:
+        """A state replica 0 sent: the latest once the step it was taken after is recorded (`recorded`)."""
+        self.pending = state
+
+    def recorded(self, iteration: int) -> None:
+        """Iteration `iteration`'s step is now in the history."""
+        if self.pending is not None and self.pending.step == iteration:
+            self.latest, self.history_at_latest, self.pending = self.pending, _copy(self.history), None
+
+    def state(self) -> TrainerState | None:
+        """The latest state with its history (None: none was sent yet, as when stopping early in the first turn)."""
+        if self.latest is None or self.history_at_latest is None:
+            return None
+        return TrainerState(self.latest.step, self.latest.params, self.latest.rng_state, _copy(self.history_at_latest))
 
     @property
     def step(self) -> int:
-        return len(self.history.loss)
+        """Where the gang's training is: the latest state's step (the next turn starts from that state)."""
+        return 0 if self.latest is None else self.latest.step
+
+
+def _copy(history: History) -> History:
+    return History.from_dict(history.to_dict())
 
 
 class GangRun:
@@ -86,7 +111,7 @@ class GangRun:
         self.times = StepTimes()
 
     def run(self, start: TrainerState | None) -> TrainerState:
-        progress = RunState(History.from_dict(start.history.to_dict()) if start else History(), start)
+        progress = RunState(_copy(start.history) if start else History(), start)
         reporter = self.new_reporter(self.times)
         while progress.step < self.total:
             self.turn += 1
@@ -105,8 +130,9 @@ class GangRun:
             if lost is not None:  # abandoned: on from the last checkpoint, forgetting what came after it
                 progress, reporter = self._rewind(), self.new_reporter(self.times)
                 self._tell_owner(lost, progress.step)
-        assert progress.latest is not None
-        return progress.state()
+        final = progress.state()
+        assert final is not None, "every turn ends with replica 0's state"
+        return final
 
     def _start(self, keys: GangKeys, state: TrainerState | None) -> None:
         ttl = self.settings.step_key_ttl_s
@@ -137,7 +163,7 @@ class GangRun:
             if "error" in header:
                 raise BlockFailed(header["error"])
             if "state" in header:
-                progress.latest = read_state(header["state"], values, History())
+                progress.received(read_state(header["state"], values, History()))
             for step in header["steps"]:
                 self._record(step, progress, reporter)
             if header["end"]:
@@ -157,23 +183,31 @@ class GangRun:
             history.test_acc.append(step["test_acc"])
         self.times.last_block_seconds = list(step["block_s"])
         self.times.last_overhead_s = step["overhead_s"]
+        progress.recorded(step["iteration"])
         reporter(Progress(step["iteration"], self.total, step["loss"], history.wall_time, step["train_acc"],
                           step["test_acc"]), progress)
 
     def _lost(self, keys: GangKeys) -> dict[int, str]:
         """The replicas the turn has lost (then it is abandoned: replicas see `abort` and stop), each with what
-        became of it: the worker process that ran it stopped heartbeating, it never started, or it left."""
+        became of it: the worker process that ran it stopped heartbeating, it never started, it left, or it
+        ended (its task returned) with no end of the turn left to read."""
         listed = {int(r): v.decode() for r, v in hash_reply(self.data.client.hgetall(keys.loops)).items()}
+        ended = {r for r, value in listed.items() if value == ENDED}
+        running = {r: value for r, value in listed.items() if r not in ended}
         alive = live_takers(self.client, self.settings)
-        queued_for = queued_ages(listed, time.time())
-        lost = lost_entries(listed, queued_for, alive, patience(self.client, self.settings, queued_for.values()))
+        queued_for = queued_ages(running, time.time())
+        lost = lost_entries(running, queued_for, alive, patience(self.client, self.settings, queued_for.values()))
         gone = {r: "it left the turn" for r in range(self.replicas) if r not in listed}
         gone |= {r: "it was never started by a block worker" if r in queued_for else
                  f"the process of {worker_name(listed[r])} that ran it stopped (killed, or started again by its name)"
                  for r in lost}
+        if 0 in ended:  # replica 0 reports before it ends: the turn's end, or its error, is still to be read
+            gone[0] = "it ended without ending the turn"
+        if gone and self.data.client.llen(keys.progress):
+            return {}  # (read after the listing: a replica that left or ended reported first)
         if gone:
-            log.warning("job %s turn %d: abandoned (replicas %s lost, %d listed; alive: %s)", self.job_id, self.turn,
-                        lost, len(listed), sorted(alive))
+            log.warning("job %s turn %d: abandoned (replicas %s lost, %d listed, %s ended; alive: %s)", self.job_id,
+                        self.turn, sorted(gone), len(listed), sorted(ended), sorted(alive))
         return gone
 
     def _tell_owner(self, lost: dict[int, str], from_iteration: int) -> None:
@@ -199,4 +233,4 @@ class GangRun:
     def _rewind(self) -> RunState:
         """Back to the last checkpoint (or the start), the job's record too."""
         state = resume(self.client, self.settings, self.job_id)
-        return RunState(History.from_dict(state.history.to_dict()) if state else History(), state)
+        return RunState(_copy(state.history) if state else History(), state)

@@ -25,6 +25,11 @@ K = TypeVar("K")
 QUEUED = "queued:"
 
 
+#: The value of gang replica 0's entry once its task has returned (worker/gang/replica.py): neither queued nor
+#: taken; whatever it had to say is in the turn's reports.
+ENDED = "ended"
+
+
 def queued(wall: float) -> str:
     """The value that lists an entry as queued since `wall` (unix time)."""
     return f"{QUEUED}{wall}"
