@@ -24,12 +24,9 @@ from zdl.engine.threads import single_threaded_blas
 from zdl.history import History
 from zdl.nets import Params
 from zdl.train import Array, GradientFn, Progress, TrainConfig, Trainer
+from zdl.user_errors import UserError
 
 log = logging.getLogger("zdl")
-
-
-class UserError(Exception):
-    """A problem with what the user asked for: reported as one line, no traceback."""
 
 
 def positive_int(text: str) -> int:
@@ -234,8 +231,5 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
-if __name__ == "__main__":  # `python -m zdl.cli`: run the imported module's main, whose UserError the
-    # commands raise (this file's second copy, __main__, has a UserError of its own that they never raise)
-    from zdl.cli import main as imported_main
-
-    sys.exit(imported_main())
+if __name__ == "__main__":
+    sys.exit(main())
