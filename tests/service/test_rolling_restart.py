@@ -21,8 +21,9 @@ from zdl.io import load_weights
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 KEY = "rolling-key-3c1d"
-#: The book's run (784-50-10, batch 100, lr 0.1, seed 0), shortened so that the test takes a minute or two.
-BOOK = ["--hidden", "50", "--batch-size", "100", "--lr", "0.1", "--seed", "0", "--iters", "2000", "--no-progress"]
+#: The book's run (784-50-10, batch 100, lr 0.1, seed 0), long enough (about a minute through the service) that
+#: it still runs when the last of the four processes is replaced: jobs now resume at once after a hand-over.
+BOOK = ["--hidden", "50", "--batch-size", "100", "--lr", "0.1", "--seed", "0", "--iters", "20000", "--no-progress"]
 REPLACED = ("coordinator", "blocks1", "blocks2", "api")
 
 
@@ -65,7 +66,8 @@ def test_replacing_every_process_one_at_a_time_keeps_the_bits(tmp_path: Path, mn
         seen = []
         for name in REPLACED:
             _, before = iteration(cluster.url, job_id)
-            while iteration(cluster.url, job_id)[1] < before + 100:  # it trains before each replacement
+            while (now := iteration(cluster.url, job_id))[1] < before + 100:  # it trains before each replacement
+                assert now[0] in ("queued", "running"), f"the job ended ({now}) before {name} was replaced"
                 time.sleep(0.1)
             old = cluster.children()[name]
             os.killpg(old, signal.SIGTERM)
